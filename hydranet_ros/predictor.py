@@ -1,0 +1,153 @@
+"""The one place that turns an RGB image into depth, labels and overlays.
+
+The node, the replay tool and the benchmark all call ``Predictor``. Every step
+after the upload (normalise, model, upsample, argmax, palette, blend, depth
+colouring) runs on the model's device; each requested output is copied back once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .colour import blend, colorize_depth, colormap_lut, palette_lut
+from .model import HydraNet
+from .weights import ModelCard, load_weights
+
+OUTPUTS = ("depth", "labels", "overlay", "depth_colour", "segm_colour")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEFAULT_OUTPUTS = ("depth", "labels", "overlay")
+
+
+@dataclass
+class Prediction:
+    """Outputs at the input resolution; those not requested are ``None``."""
+
+    depth: np.ndarray | None = None         # (H, W) float32, metres
+    labels: np.ndarray | None = None        # (H, W) uint8 class ids
+    overlay: np.ndarray | None = None       # (H, W, 3) uint8 RGB, image blended with class colours
+    depth_colour: np.ndarray | None = None  # (H, W, 3) uint8 RGB
+    segm_colour: np.ndarray | None = None   # (H, W, 3) uint8 RGB, class colours alone
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available "
+                         "(torch.cuda.is_available() is False); use 'cpu' or 'auto'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("precision 'fp16' is not supported on the CPU; use 'fp32' or 'bf16'")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"precision 'bf16' is not supported on {torch.cuda.get_device_name(device)}")
+    return PRECISIONS[precision]
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise a ValueError unless ``image`` is a non-empty (H, W, 3) uint8 RGB array."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB image, got dtype {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"expected a non-empty image, got shape {image.shape}")
+
+
+class Predictor:
+    def __init__(self, model: HydraNet, card: ModelCard, device: str | torch.device = "auto",
+                 precision: str = "fp32", overlay_alpha: float = 0.5, depth_colormap: str = "turbo",
+                 depth_range: tuple[float, float] | None = None) -> None:
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.dtype = resolve_precision(precision, self.device)
+        self.card = card
+        if not 0.0 <= overlay_alpha <= 1.0:
+            raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha}")
+        self.overlay_alpha = overlay_alpha
+        self.depth_range = tuple(depth_range) if depth_range is not None else tuple(card.depth_range)
+        if not 0.0 <= self.depth_range[0] < self.depth_range[1]:
+            raise ValueError(f"depth_range must satisfy 0 <= min < max, got {self.depth_range}")
+        memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        self.module = model.eval().to(device=self.device, dtype=self.dtype, memory_format=memory_format)
+        self._memory_format = memory_format
+        self._mean = torch.tensor(card.mean, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(card.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._palette = torch.from_numpy(palette_lut(card.palette)).to(self.device)
+        self._depth_lut = torch.from_numpy(colormap_lut(depth_colormap)).to(self.device)
+        self.depth_colormap = depth_colormap
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.card.class_names)
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 on the device -> (N, 3, H, W) normalised, in the model's dtype."""
+        x = images.permute(0, 3, 1, 2).float()
+        x = (x - self._mean) / self._std
+        return x.to(dtype=self.dtype).contiguous(memory_format=self._memory_format)
+
+    @torch.inference_mode()
+    def predict_batch(self, images: torch.Tensor, outputs: Iterable[str] = DEFAULT_OUTPUTS) -> dict[str, torch.Tensor]:
+        """(N, H, W, 3) uint8 tensor -> requested outputs as device tensors at input resolution."""
+        wanted = set(outputs)
+        unknown = wanted - set(OUTPUTS)
+        if unknown:
+            raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
+        images = images.to(self.device, non_blocking=True)
+        size = images.shape[1:3]
+        raw = self.module(self.normalise(images))
+        result: dict[str, torch.Tensor] = {}
+        if wanted & {"depth", "depth_colour"}:
+            depth = F.interpolate(raw["depth"].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+            if self.card.depth_activation == "abs":
+                depth = depth.abs()
+            elif self.card.depth_activation == "relu":
+                depth = depth.clamp_min(0.0)
+            if "depth" in wanted:
+                result["depth"] = depth
+            if "depth_colour" in wanted:
+                result["depth_colour"] = colorize_depth(depth, self._depth_lut, self.depth_range)
+        if wanted & {"labels", "overlay", "segm_colour"}:
+            logits = F.interpolate(raw["segm"], size=size, mode="bilinear", align_corners=False)
+            labels = logits.argmax(dim=1).to(torch.uint8)
+            if "labels" in wanted:
+                result["labels"] = labels
+            colours = self._palette[labels.long()]
+            if "segm_colour" in wanted:
+                result["segm_colour"] = colours
+            if "overlay" in wanted:
+                result["overlay"] = blend(images, colours, self.overlay_alpha)
+        return result
+
+    def predict(self, image: np.ndarray, outputs: Iterable[str] = DEFAULT_OUTPUTS) -> Prediction:
+        """One uint8 (H, W, 3) RGB image -> ``Prediction`` with the requested outputs."""
+        check_image(image)
+        tensors = self.predict_batch(torch.from_numpy(np.ascontiguousarray(image))[None], outputs)
+        return Prediction(**{name: t[0].cpu().numpy() for name, t in tensors.items()})
+
+    def warmup(self, height: int = 480, width: int = 640, iterations: int = 2) -> None:
+        """Run dummy frames so that lazy initialisation (cuDNN autotuning, allocator) happens now."""
+        dummy = np.zeros((height, width, 3), dtype=np.uint8)
+        for _ in range(iterations):
+            self.predict(dummy, OUTPUTS)
+
+
+def load_predictor(path: str | Path, device: str = "auto", precision: str = "fp32", **options) -> Predictor:
+    """Load a weights file and return a ready ``Predictor``; ``options`` go to ``Predictor``."""
+    model, card = load_weights(path)
+    return Predictor(model, card, device=device, precision=precision, **options)

@@ -1,0 +1,44 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "hydranet_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Joint depth and semantic segmentation (HydraNet) for ROS 2, with training, replay and benchmark tools",
+    packages=find_packages(exclude=["test", "test.*"]),
+    python_requires=">=3.10",
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        (f"share/{PACKAGE}/weights", glob("weights/*.safetensors")),
+    ],
+    package_data={PACKAGE: ["py.typed"]},
+    install_requires=[
+        "numpy",
+        "torch>=2.1",
+        "torchvision>=0.16",
+        # cv_bridge is built against OpenCV 4; OpenCV 5's Python module breaks it
+        "opencv-python>=4.5,<5",
+        "safetensors>=0.4",
+        "rosbags>=0.10",
+        "pyyaml",
+        "tqdm",
+    ],
+    extras_require={"test": ["pytest"]},
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "hydranet_node = hydranet_ros.node:main",
+            "hydranet_convert = hydranet_ros.convert:main",
+            "hydranet_train = hydranet_ros.train:main",
+            "hydranet_replay = hydranet_ros.replay:main",
+            "hydranet_bench = hydranet_ros.bench:main",
+            "hydranet_export = hydranet_ros.export:main",
+        ],
+    },
+)
