@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -56,6 +56,16 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[precision]
 
 
+def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """(N, 3, H, W) uint8 -> float32 ``(x / 255 - mean) / std``, the model's input.
+    Training calls this too, so it sees exactly what the predictor feeds the model."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected an (N, 3, H, W) image batch, got shape {tuple(images.shape)}")
+    m = torch.as_tensor(mean, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.as_tensor(std, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)
+    return (images.float() / 255.0 - m) / s
+
+
 def check_image(image: np.ndarray) -> None:
     """Raise a ValueError unless ``image`` is a non-empty (H, W, 3) uint8 RGB array."""
     if not isinstance(image, np.ndarray):
@@ -85,8 +95,6 @@ class Predictor:
         memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.module = model.eval().to(device=self.device, dtype=self.dtype, memory_format=memory_format)
         self._memory_format = memory_format
-        self._mean = torch.tensor(card.mean, device=self.device).view(1, 3, 1, 1) * 255.0
-        self._std = torch.tensor(card.std, device=self.device).view(1, 3, 1, 1) * 255.0
         self._palette = torch.from_numpy(palette_lut(card.palette)).to(self.device)
         self._depth_lut = torch.from_numpy(colormap_lut(depth_colormap)).to(self.device)
         self.depth_colormap = depth_colormap
@@ -97,8 +105,7 @@ class Predictor:
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8 on the device -> (N, 3, H, W) normalised, in the model's dtype."""
-        x = images.permute(0, 3, 1, 2).float()
-        x = (x - self._mean) / self._std
+        x = normalise(images.permute(0, 3, 1, 2), self.card.mean, self.card.std)
         return x.to(dtype=self.dtype).contiguous(memory_format=self._memory_format)
 
     @torch.inference_mode()
