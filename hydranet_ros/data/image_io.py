@@ -1,0 +1,72 @@
+"""Decoding the files datasets are made of; every failure is a SampleError naming the file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .sample import SampleError
+
+
+def _imread(path: Path, flags: int) -> np.ndarray:
+    if not path.is_file():
+        raise SampleError(path, "file not found")
+    # imdecode from bytes: cv2.imread cannot open non-ASCII paths on every platform
+    array = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), flags)
+    if array is None or array.size == 0:
+        raise SampleError(path, "not a readable image (corrupt or unsupported format)")
+    return array
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB; grey images are expanded and 16-bit ones reduced to 8 bits."""
+    array = _imread(path, cv2.IMREAD_COLOR)  # always 3-channel 8-bit BGR
+    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+
+
+def read_uint16(path: Path) -> np.ndarray:
+    """A single-channel 16-bit image (depth and disparity maps), undecoded."""
+    array = _imread(path, cv2.IMREAD_UNCHANGED)
+    if array.ndim != 2 or array.dtype != np.uint16:
+        raise SampleError(path, f"expected a single-channel 16-bit image, got {array.dtype} with shape {array.shape}")
+    return array
+
+
+def read_label_ids(path: Path) -> np.ndarray:
+    """A single-channel 8-bit image of class ids (colour-coded label images are rejected)."""
+    array = _imread(path, cv2.IMREAD_UNCHANGED)
+    if array.ndim != 2 or array.dtype != np.uint8:
+        raise SampleError(path, f"expected a single-channel 8-bit id image, got {array.dtype} "
+                          f"with shape {array.shape} (colour-coded labels are not supported)")
+    return array
+
+
+def read_scaled_depth_png(path: Path, scale: float) -> np.ndarray:
+    """Metric depth from a 16-bit PNG storing depth / scale (0 stays 0 = invalid)."""
+    return read_uint16(path).astype(np.float32) * np.float32(scale)
+
+
+def read_depth_file(path: Path, png_scale: float) -> np.ndarray:
+    """Metric depth from .png (uint16 x png_scale), .npy (float metres) or .tif/.tiff
+    (float metres, or integers x png_scale)."""
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        return read_scaled_depth_png(path, png_scale)
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise SampleError(path, f"not a readable .npy array ({error})") from None
+        array = np.squeeze(array)
+        if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+            raise SampleError(path, f"expected a 2-D numeric depth array, got {array.dtype} {array.shape}")
+        return array.astype(np.float32)
+    if suffix in (".tif", ".tiff"):
+        array = _imread(path, cv2.IMREAD_UNCHANGED)
+        if array.ndim != 2:
+            raise SampleError(path, f"expected a single-channel depth image, got shape {array.shape}")
+        if np.issubdtype(array.dtype, np.floating):
+            return array.astype(np.float32)
+        return array.astype(np.float32) * np.float32(png_scale)
+    raise SampleError(path, f"unsupported depth format {suffix!r} (use .png, .npy or .tiff)")
