@@ -1,0 +1,98 @@
+"""Run hydranet_node on a camera topic, and RViz with rviz:=true.
+
+    ros2 launch hydranet_ros hydranet.launch.py image_topic:=/camera/image_raw rviz:=true
+
+The node's topics are relative (image, depth/image, ...): this file remaps its
+inputs onto the camera's topics, so the same node runs under any namespace.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = "hydranet_ros"
+TRUE_WORDS = ("true", "1", "yes", "on")
+
+
+def camera_info_topic_for(image_topic: str) -> str:
+    """camera_info sits beside the image it describes (image_transport's convention):
+    /camera/image_raw -> /camera/camera_info."""
+    head, slash, _ = image_topic.rstrip("/").rpartition("/")
+    return f"{head}/camera_info" if slash else "camera_info"
+
+
+def _arguments() -> list:
+    share = FindPackageShare(PACKAGE)
+    return [
+        DeclareLaunchArgument("image_topic", default_value="/camera/image_raw",
+                              description="Camera image topic (sensor_msgs/Image); with input_transport:="
+                                          "compressed the node reads <image_topic>/compressed"),
+        DeclareLaunchArgument("camera_info_topic", default_value="",
+                              description="Camera info topic; empty = camera_info beside image_topic"),
+        DeclareLaunchArgument("input_transport", default_value="",
+                              description="raw or compressed; empty = as in params_file"),
+        DeclareLaunchArgument("weights", default_value="",
+                              description="Weights file (.safetensors); empty = as in params_file, "
+                                          "else the package's shipped weights"),
+        DeclareLaunchArgument("device", default_value="",
+                              description="auto, cpu, cuda or cuda:N; empty = as in params_file"),
+        DeclareLaunchArgument("params_file",
+                              default_value=PathJoinSubstitution([share, "config", "hydranet.yaml"]),
+                              description="Node parameters (ros__parameters YAML)"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="Namespace of the node (and of RViz)"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="Use /clock (true when replaying a bag)"),
+        DeclareLaunchArgument("rviz", default_value="false",
+                              description="Open RViz with config/hydranet.rviz (also turns on the "
+                                          "node's depth/colorized and segmentation/colorized)"),
+        DeclareLaunchArgument("rviz_config",
+                              default_value=PathJoinSubstitution([share, "config", "hydranet.rviz"]),
+                              description="RViz configuration"),
+        DeclareLaunchArgument("log_level", default_value="info",
+                              description="Log level of the node: debug, info, warn, error"),
+    ]
+
+
+def _launch_setup(context, *args, **kwargs) -> list:
+    # plain strings from here on, so that optional overrides can be left out entirely
+    # instead of overriding the params file with empty values
+    def value(name: str) -> str:
+        return LaunchConfiguration(name).perform(context).strip()
+
+    image_topic = value("image_topic")
+    use_sim_time = value("use_sim_time").lower() in TRUE_WORDS
+    rviz = value("rviz").lower() in TRUE_WORDS
+    namespace = value("namespace")
+
+    overrides = {"use_sim_time": use_sim_time}
+    for name in ("weights", "device", "input_transport"):
+        if value(name):
+            overrides[name] = value(name)
+    if rviz:
+        overrides.update(publish_depth_colour=True, publish_segm_colour=True)
+
+    node = Node(
+        package=PACKAGE, executable="hydranet_node", name="hydranet_node", namespace=namespace,
+        parameters=[value("params_file"), overrides],
+        remappings=[("image", image_topic),
+                    ("image/compressed", f"{image_topic}/compressed"),
+                    ("camera_info", value("camera_info_topic") or camera_info_topic_for(image_topic))],
+        arguments=["--ros-args", "--log-level", value("log_level")],
+        output="screen", emulate_tty=True,
+        # a node that cannot start (bad parameter, missing weights) ends the launch
+        # rather than leaving RViz open on empty displays
+        on_exit=Shutdown(reason="hydranet_node exited"))
+    actions = [node]
+    if rviz:
+        actions.append(Node(
+            package="rviz2", executable="rviz2", name="rviz2", namespace=namespace,
+            arguments=["-d", value("rviz_config")], parameters=[{"use_sim_time": use_sim_time}],
+            # the RViz config's topics are relative, like the node's: same namespace, same remap
+            remappings=[("image", image_topic)], output="screen"))
+    return actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    return LaunchDescription([*_arguments(), OpaqueFunction(function=_launch_setup)])

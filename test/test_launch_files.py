@@ -1,0 +1,155 @@
+"""Launch files and the RViz config: checked statically everywhere, built where ROS 2 is."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import py_compile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hydranet_ros.node_logic import IMAGE_TOPIC, PARAMS_BY_NAME
+from hydranet_ros.outputs import OUTPUT_SPECS
+
+ROOT = Path(__file__).resolve().parents[1]
+HYDRANET_LAUNCH = ROOT / "launch" / "hydranet.launch.py"
+REPLAY_LAUNCH = ROOT / "launch" / "replay.launch.py"
+RVIZ = ROOT / "config" / "hydranet.rviz"
+LAUNCH_FILES = (HYDRANET_LAUNCH, REPLAY_LAUNCH)
+NO_LAUNCH = "ROS 2 launch/launch_ros are not importable (ROS 2 is not sourced)"
+
+
+def _declared_arguments(path: Path) -> dict[str, bool]:
+    """name -> has a default, for every DeclareLaunchArgument(...) in the file."""
+    found = {}
+    for call in ast.walk(ast.parse(path.read_text())):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "DeclareLaunchArgument":
+            found[call.args[0].value] = any(k.arg == "default_value" for k in call.keywords)
+    return found
+
+
+def _function(path: Path, name: str):
+    """One plain function from a launch file, without importing launch."""
+    tree = ast.parse(path.read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    namespace: dict = {}
+    exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
+    return namespace[name]
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_files_compile(path, tmp_path):
+    py_compile.compile(str(path), cfile=str(tmp_path / "out.pyc"), doraise=True)
+
+
+def test_hydranet_launch_arguments():
+    args = _declared_arguments(HYDRANET_LAUNCH)
+    assert {"image_topic", "weights", "params_file", "namespace", "use_sim_time", "rviz"} <= set(args)
+    assert all(args.values())   # everything has a default: `ros2 launch hydranet_ros hydranet.launch.py` runs
+
+
+def test_replay_launch_arguments():
+    args = _declared_arguments(REPLAY_LAUNCH)
+    assert {"bag", "image_topic", "rate", "weights", "params_file", "rviz"} <= set(args)
+    assert args["bag"] is False and all(v for k, v in args.items() if k != "bag")
+    # everything replay forwards must be an argument of hydranet.launch.py
+    forwarded = next(n for n in ast.parse(REPLAY_LAUNCH.read_text()).body
+                     if isinstance(n, ast.Assign) and n.targets[0].id == "FORWARDED")
+    names = {element.value for element in forwarded.value.elts}
+    assert names <= set(_declared_arguments(HYDRANET_LAUNCH)) and names <= set(args)
+    assert "--clock" in REPLAY_LAUNCH.read_text() and "use_sim_time" in REPLAY_LAUNCH.read_text()
+
+
+def test_parameter_overrides_in_launch_name_real_parameters():
+    tree = ast.parse(HYDRANET_LAUNCH.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "update":
+            names |= {k.arg for k in node.keywords}
+        if isinstance(node, ast.For) and isinstance(node.iter, ast.Tuple):
+            names |= {e.value for e in node.iter.elts}
+    assert names == {"weights", "device", "input_transport", "publish_depth_colour", "publish_segm_colour"}
+    assert names <= set(PARAMS_BY_NAME)
+
+
+@pytest.mark.parametrize("image_topic, expected", [
+    ("/camera/image_raw", "/camera/camera_info"),
+    ("/front/left/image_rect", "/front/left/camera_info"),
+    ("/image", "/camera_info"),
+    ("image", "camera_info"),
+    ("cam/image/", "cam/camera_info"),
+])
+def test_camera_info_beside_the_image(image_topic, expected):
+    assert _function(HYDRANET_LAUNCH, "camera_info_topic_for")(image_topic) == expected
+
+
+# ----- RViz -------------------------------------------------------------------------
+
+def _rviz() -> dict:
+    return yaml.safe_load(RVIZ.read_text())
+
+
+def test_rviz_config_structure():
+    config = _rviz()
+    assert {"Panels", "Visualization Manager", "Window Geometry"} <= set(config)
+    manager = config["Visualization Manager"]
+    assert {"Displays", "Global Options", "Views"} <= set(manager)
+    names = [d["Name"] for d in manager["Displays"]]
+    assert len(names) == len(set(names))
+    for display in manager["Displays"]:
+        assert display["Class"] == "rviz_default_plugins/Image"
+        topic = display["Topic"]
+        assert set(topic) == {"Value", "Depth", "Reliability Policy", "History Policy", "Durability Policy"}
+        assert topic["Reliability Policy"] in ("Reliable", "Best Effort")
+        assert topic["Durability Policy"] in ("Volatile", "Transient Local")
+        assert topic["History Policy"] == "Keep Last" and topic["Depth"] >= 1
+        # the geometry section names each display's dock
+        assert display["Name"] in config["Window Geometry"]
+
+
+def test_rviz_shows_the_node_topics():
+    displays = {d["Topic"]["Value"]: d for d in _rviz()["Visualization Manager"]["Displays"]}
+    topics = {spec.name: spec.topic for spec in OUTPUT_SPECS}
+    assert {IMAGE_TOPIC, topics["depth"], topics["depth_colour"], topics["segm_colour"], topics["overlay"]} \
+        <= set(displays)
+    assert set(displays) <= {IMAGE_TOPIC, *topics.values()}
+    # raw metres shown over a fixed range, not normalised per frame
+    depth = displays[topics["depth"]]
+    assert depth["Normalize Range"] is False and depth["Min Value"] == 0 and depth["Max Value"] >= 50
+    # the camera may be best effort; a reliable display would see nothing from it
+    assert displays[IMAGE_TOPIC]["Topic"]["Reliability Policy"] == "Best Effort"
+
+
+# ----- with ROS 2 -------------------------------------------------------------------
+
+def _load(path: Path):
+    pytest.importorskip("launch", reason=NO_LAUNCH)
+    pytest.importorskip("launch_ros", reason=NO_LAUNCH)
+    spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_generate_launch_description(path):
+    module = _load(path)
+    from launch import LaunchDescription
+
+    assert isinstance(module.generate_launch_description(), LaunchDescription)
+
+
+@pytest.mark.parametrize("rviz, count", [("false", 1), ("true", 2)])
+def test_hydranet_launch_builds_the_nodes(rviz, count):
+    module = _load(HYDRANET_LAUNCH)
+    from launch import LaunchContext
+    from launch_ros.actions import Node
+
+    context = LaunchContext()
+    context.launch_configurations.update({
+        "image_topic": "/cam/image_raw", "camera_info_topic": "", "input_transport": "", "weights": "",
+        "device": "cpu", "params_file": str(ROOT / "config" / "hydranet.yaml"), "namespace": "robot",
+        "use_sim_time": "true", "rviz": rviz, "rviz_config": str(RVIZ), "log_level": "info"})
+    actions = module._launch_setup(context)
+    assert len(actions) == count and all(isinstance(a, Node) for a in actions)
