@@ -28,8 +28,14 @@ setup(
         "rosbags>=0.10",
         "pyyaml",
         "tqdm",
+        # training logs scalars and sample predictions to TensorBoard
+        "tensorboard",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        # ONNX export and the onnxruntime backend (CPU); GPU users add onnxruntime-gpu
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "test": ["pytest", "onnx>=1.15", "onnxruntime>=1.17"],
+    },
     zip_safe=True,
     entry_points={
         "console_scripts": [

@@ -3,6 +3,12 @@
 The node, the replay tool and the benchmark all call ``Predictor``. Every step
 after the upload (normalise, model, upsample, argmax, palette, blend, depth
 colouring) runs on the model's device; each requested output is copied back once.
+
+How the network itself runs is the ``backend`` option (``backends.py``): eager
+PyTorch (default), torch.compile, CUDA graphs, ONNX Runtime or TensorRT; an
+unavailable one falls back, with a warning, and ``Predictor.backend`` names the
+one that actually runs. Fixed-shape backends compile or capture on the first
+frame of each size, so call ``warmup(height, width)`` before the first real frame.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .backends import OnnxSource, Runner, build_runner, copy_to_host
 from .colour import blend, colorize_depth, colormap_lut, palette_lut
 from .model import HydraNet
 from .weights import ModelCard, load_weights
@@ -79,9 +86,12 @@ def check_image(image: np.ndarray) -> None:
 
 
 class Predictor:
-    def __init__(self, model: HydraNet, card: ModelCard, device: str | torch.device = "auto",
+    def __init__(self, model: HydraNet | None, card: ModelCard, device: str | torch.device = "auto",
                  precision: str = "fp32", overlay_alpha: float = 0.5, depth_colormap: str = "turbo",
-                 depth_range: tuple[float, float] | None = None) -> None:
+                 depth_range: tuple[float, float] | None = None, backend: str = "eager",
+                 onnx_model: OnnxSource | None = None) -> None:
+        """``model`` may be None when ``onnx_model`` (an exported graph, path or bytes)
+        is given for the ONNX backends; they export ``model`` themselves otherwise."""
         self.device = resolve_device(device)
         self.precision = precision
         self.dtype = resolve_precision(precision, self.device)
@@ -93,8 +103,11 @@ class Predictor:
         if not 0.0 <= self.depth_range[0] < self.depth_range[1]:
             raise ValueError(f"depth_range must satisfy 0 <= min < max, got {self.depth_range}")
         memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
-        self.module = model.eval().to(device=self.device, dtype=self.dtype, memory_format=memory_format)
+        self.module = None if model is None else \
+            model.eval().to(device=self.device, dtype=self.dtype, memory_format=memory_format)
         self._memory_format = memory_format
+        self.requested_backend = backend
+        self._runner: Runner = build_runner(backend, self.module, self.device, precision, onnx_model)
         self._palette = torch.from_numpy(palette_lut(card.palette)).to(self.device)
         self._depth_lut = torch.from_numpy(colormap_lut(depth_colormap)).to(self.device)
         self.depth_colormap = depth_colormap
@@ -102,6 +115,16 @@ class Predictor:
     @property
     def class_names(self) -> list[str]:
         return list(self.card.class_names)
+
+    @property
+    def backend(self) -> str:
+        """The backend that actually runs (after any fallback), for logs and reports."""
+        return self._runner.name
+
+    def run_model(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw head outputs of the backend for a normalised tensor from ``normalise``.
+        With CUDA graphs they are buffers that the next call overwrites."""
+        return self._runner(x)
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8 on the device -> (N, 3, H, W) normalised, in the model's dtype."""
@@ -117,7 +140,7 @@ class Predictor:
             raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
         images = images.to(self.device, non_blocking=True)
         size = images.shape[1:3]
-        raw = self.module(self.normalise(images))
+        raw = self._runner(self.normalise(images))
         result: dict[str, torch.Tensor] = {}
         if wanted & {"depth", "depth_colour"}:
             depth = F.interpolate(raw["depth"].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
@@ -145,16 +168,25 @@ class Predictor:
         """One uint8 (H, W, 3) RGB image -> ``Prediction`` with the requested outputs."""
         check_image(image)
         tensors = self.predict_batch(torch.from_numpy(np.ascontiguousarray(image))[None], outputs)
-        return Prediction(**{name: t[0].cpu().numpy() for name, t in tensors.items()})
+        return Prediction(**copy_to_host({name: t[0] for name, t in tensors.items()}))
 
     def warmup(self, height: int = 480, width: int = 640, iterations: int = 2) -> None:
-        """Run dummy frames so that lazy initialisation (cuDNN autotuning, allocator) happens now."""
+        """Run dummy frames so that lazy initialisation (cuDNN autotuning, allocator, and for
+        the compile and cudagraph backends compilation or capture of this size) happens now."""
         dummy = np.zeros((height, width, 3), dtype=np.uint8)
         for _ in range(iterations):
             self.predict(dummy, OUTPUTS)
 
 
 def load_predictor(path: str | Path, device: str = "auto", precision: str = "fp32", **options) -> Predictor:
-    """Load a weights file and return a ready ``Predictor``; ``options`` go to ``Predictor``."""
+    """Load a weights file (or an exported ``.onnx`` graph, which runs on the
+    onnxruntime backend unless ``backend="tensorrt"``) and return a ready
+    ``Predictor``; ``options`` go to ``Predictor``."""
+    if Path(path).suffix == ".onnx":
+        from .export import read_onnx_card  # local: only ONNX users need onnxruntime
+
+        options.setdefault("backend", "onnxruntime")
+        return Predictor(None, read_onnx_card(path), device=device, precision=precision,
+                         onnx_model=Path(path), **options)
     model, card = load_weights(path)
     return Predictor(model, card, device=device, precision=precision, **options)

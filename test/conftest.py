@@ -33,3 +33,13 @@ def weights_file(tmp_path: Path) -> Path:
     path = tmp_path / "random_kitti6.safetensors"
     save_weights(path, make_model(card), card)
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """On a small shared machine several torch threads thrash (about 4x slower
+    here); tests that time or run many small forwards use one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,96 @@
+"""The benchmark: runs on the CPU at a tiny size, counts MACs right, is fair to its baseline."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hydranet_ros.bench import (MODES, NaivePipeline, _strip_options, count_macs, count_params, main,
+                                single_task)
+from hydranet_ros.predictor import Predictor
+
+from conftest import make_card, make_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_macs_of_a_hand_computed_conv_and_linear() -> None:
+    conv = nn.Conv2d(4, 8, kernel_size=3, padding=1, groups=2)
+    # output 8 x 10 x 12 elements, each (4 / 2) x 3 x 3 multiply-accumulates
+    assert count_macs(conv, (1, 4, 10, 12)) == 8 * 10 * 12 * 2 * 3 * 3
+    net = nn.Sequential(nn.Conv2d(3, 2, kernel_size=1, stride=2), nn.Flatten(), nn.Linear(2 * 4 * 4, 5))
+    assert count_macs(net, (1, 3, 8, 8)) == 2 * 4 * 4 * 3 + 5 * 32
+
+
+def test_single_task_variants_keep_one_head_and_fewer_parameters() -> None:
+    model = make_model(make_card())
+    segm, depth = single_task(model, "segm"), single_task(model, "depth")
+    assert list(segm.heads) == ["segm"] and list(depth.heads) == ["depth"]
+    assert list(model.heads) == ["segm", "depth"]  # the original is untouched
+    assert count_params([segm]) < count_params([model]) and count_params([depth]) < count_params([model])
+    assert count_params([segm, depth]) > count_params([model])  # stacked: two encoders and decoders
+    with torch.no_grad():
+        assert set(segm(torch.zeros(1, 3, 32, 32))) == {"segm"}
+    with pytest.raises(ValueError, match="unknown task"):
+        single_task(model, "normals")
+
+
+def test_naive_baseline_computes_what_the_predictor_computes() -> None:
+    card = make_card()
+    model = make_model(card, seed=4)
+    image = np.random.default_rng(0).integers(0, 256, size=(45, 70, 3), dtype=np.uint8)
+    depth, labels, overlay = NaivePipeline(model, card, torch.device("cpu"))(image)
+    fast = Predictor(make_model(card, seed=4), card, device="cpu").predict(image)
+    np.testing.assert_allclose(depth, fast.depth, rtol=1e-3, atol=1e-5)
+    assert (labels == fast.labels).mean() > 0.99
+    assert overlay.shape == fast.overlay.shape and overlay.dtype == np.uint8
+
+
+def test_cpu_run_writes_every_variant_and_field(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out, chart = tmp_path / "bench.json", tmp_path / "bench.png"
+    assert main(["--device", "cpu", "--resolution", "64x48", "--iters", "2", "--warmup", "1",
+                 "--threads", "1", "--no-isolate", "--json", str(out), "--chart", str(chart)]) == 0
+    assert "hydranet_vs_stacked_fps" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    rows = {(r["variant"], r["mode"]): r for r in report["results"]}
+    expected = {(v, m) for v in ("segm", "depth", "stacked", "hydranet") for m in MODES} | {("naive", "naive")}
+    assert set(rows) == expected
+    for row in rows.values():
+        assert row["fps"] > 0 and row["p50_ms"] <= row["p99_ms"] and row["gmacs"] > 0 and row["params"] > 0
+        assert row["peak_mem_mib"] is None or row["peak_mem_mib"] >= 0
+        assert (row["width"], row["height"], row["batch"]) == (64, 48, 1)
+    assert rows[("stacked", "model")]["params"] == rows[("segm", "model")]["params"] + rows[("depth", "model")]["params"]
+    assert rows[("stacked", "e2e")]["gmacs"] > rows[("hydranet", "e2e")]["gmacs"]
+    assert rows[("hydranet", "e2e")]["backend"] == "eager" and rows[("naive", "naive")]["precision"] == "fp32"
+    meta = report["meta"]
+    for key in ("device_name", "torch", "date", "precisions", "batches", "backend_requested", "backends_used",
+                "memory_method"):
+        assert meta[key]
+    assert {"hydranet_vs_stacked_fps", "fast_vs_naive_fps"} <= set(report["comparisons"][-1])
+    image = cv2.imread(str(chart))
+    assert image is not None and image.shape[0] > 100
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--resolution", "64by48"], "WIDTHxHEIGHT"),
+    (["--precision", "fp16", "--device", "cpu"], "not supported on the CPU"),
+    (["--iters", "0"], "must be >= 1"),
+    (["--backend", "tpu"], "invalid choice"),
+    (["--weights", "/nonexistent.safetensors"], "weights file not found"),
+])
+def test_bad_flags_give_clear_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--device", "cpu", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_isolated_children_get_the_common_flags() -> None:
+    argv = ["--device", "cpu", "--variants", "segm", "depth", "--json", "x.json", "--iters=3", "--isolate",
+            "--chart=c.png", "--resolution", "64x48"]
+    assert _strip_options(argv, ("--variants", "--json", "--chart"), ("--isolate", "--no-isolate", "--quiet")) == \
+        ["--device", "cpu", "--iters=3", "--resolution", "64x48"]
