@@ -161,7 +161,7 @@ class HydraNetNode(Node):
     def _device_description(self) -> str:
         device = self._predictor.device
         name = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
-        return f"{device}{name} {self._predictor.precision}"
+        return f"{device}{name} {self._predictor.precision} {self._predictor.backend}"
 
     def _publish_label_info(self):
         card = self._predictor.card

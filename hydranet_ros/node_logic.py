@@ -19,6 +19,7 @@ from typing import Any, Callable, Generic, Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
+from .backends import BACKENDS
 from .colour import COLORMAPS
 from .image_codec import decode_compressed, decode_image
 from .outputs import OUTPUT_SPECS, OutputSpec
@@ -161,6 +162,11 @@ PARAMS: tuple[ParamSpec, ...] = (
               _device),
     ParamSpec("precision", "fp32", "Inference precision: fp32, fp16 (CUDA only) or bf16",
               _choice(PRECISION_CHOICES), PRECISION_CHOICES),
+    ParamSpec("backend", "auto",
+              "How the network runs: auto (CUDA graphs on a GPU, eager on the CPU), eager, compile "
+              "(torch.compile), cudagraph, onnxruntime or tensorrt; an unavailable one falls back "
+              "with a warning and the log and diagnostics name the one that runs",
+              _choice(BACKENDS), BACKENDS),
     *_output_params(),
     ParamSpec("publish_depth_camera_info", True,
               "Subscribe to camera_info and publish depth/camera_info (intrinsics scaled to the "
@@ -202,6 +208,7 @@ class NodeConfig:
     weights: str
     device: str
     precision: str
+    backend: str
     outputs: tuple[str, ...]            # image outputs switched on, in OUTPUT_SPECS order
     publish_depth_camera_info: bool
     publish_label_info: bool
@@ -216,7 +223,7 @@ class NodeConfig:
 
     def predictor_options(self) -> dict[str, Any]:
         """Keyword arguments for ``load_predictor`` besides the path."""
-        return dict(device=self.device, precision=self.precision, overlay_alpha=self.overlay_alpha,
+        return dict(device=self.device, precision=self.precision, backend=self.backend, overlay_alpha=self.overlay_alpha,
                     depth_colormap=self.depth_colormap, depth_range=self.depth_range)
 
 
@@ -254,7 +261,7 @@ def load_config(values: Mapping[str, Any]) -> NodeConfig:
 
     return NodeConfig(
         weights=checked["weights"], device=checked["device"], precision=checked["precision"],
-        outputs=outputs, publish_depth_camera_info=checked["publish_depth_camera_info"],
+        backend=checked["backend"], outputs=outputs, publish_depth_camera_info=checked["publish_depth_camera_info"],
         publish_label_info=checked["publish_label_info"], overlay_alpha=checked["overlay_alpha"],
         depth_range=(lo, hi) if hi > 0 else None, depth_colormap=checked["depth_colormap"],
         qos_reliability=checked["qos_reliability"], qos_depth=checked["qos_depth"],

@@ -55,6 +55,7 @@ def test_shipped_yaml_holds_the_table_defaults():
     ("overlay_alpha", "half", "number"),
     ("device", "gpu", "auto, cpu, cuda"),
     ("precision", "fp8", "fp32, fp16, bf16"),
+    ("backend", "tflite", "auto, eager, compile, cudagraph, onnxruntime, tensorrt"),
     ("qos_reliability", "sometimes", "best_effort, reliable"),
     ("qos_depth", 0, ">= 1"),
     ("qos_depth", 2.5, "integer"),
@@ -418,3 +419,9 @@ def test_health_reports_what_happened_since_the_last_report():
     assert "idle" in judge.judge(stats.snapshot()).message
     clock.now += 10.0
     assert "no image for" in judge.judge(stats.snapshot()).message
+
+
+def test_backend_reaches_the_predictor():
+    config = load_config({"backend": "onnxruntime", "device": "cpu"})
+    assert config.predictor_options()["backend"] == "onnxruntime"
+    assert load_config({"device": "cpu"}).backend == "auto"
