@@ -422,6 +422,6 @@ def test_health_reports_what_happened_since_the_last_report():
 
 
 def test_backend_reaches_the_predictor():
-    config = load_config({"backend": "onnxruntime", "device": "cpu"})
+    config = nl.load_config({"backend": "onnxruntime", "device": "cpu"})
     assert config.predictor_options()["backend"] == "onnxruntime"
-    assert load_config({"device": "cpu"}).backend == "auto"
+    assert nl.load_config({"device": "cpu"}).backend == "auto"
