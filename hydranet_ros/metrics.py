@@ -12,7 +12,11 @@ import torch
 
 
 def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+    if isinstance(x, torch.Tensor):
+        return x
+    x = np.asarray(x)
+    # read-only arrays (decoded message buffers) are copied: torch refuses to share them silently
+    return torch.from_numpy(x if x.flags.writeable else x.copy())
 
 
 class SegmentationMetrics:

@@ -85,6 +85,14 @@ def check_image(image: np.ndarray) -> None:
         raise ValueError(f"expected a non-empty image, got shape {image.shape}")
 
 
+def _host_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor over ``array``; read-only arrays (decoded message buffers) are copied,
+    since torch may not share memory it cannot write."""
+    if not array.flags.writeable or not array.flags.c_contiguous:
+        array = np.array(array, order="C")
+    return torch.from_numpy(array)
+
+
 class Predictor:
     def __init__(self, model: HydraNet | None, card: ModelCard, device: str | torch.device = "auto",
                  precision: str = "fp32", overlay_alpha: float = 0.5, depth_colormap: str = "turbo",
@@ -167,7 +175,7 @@ class Predictor:
     def predict(self, image: np.ndarray, outputs: Iterable[str] = DEFAULT_OUTPUTS) -> Prediction:
         """One uint8 (H, W, 3) RGB image -> ``Prediction`` with the requested outputs."""
         check_image(image)
-        tensors = self.predict_batch(torch.from_numpy(np.ascontiguousarray(image))[None], outputs)
+        tensors = self.predict_batch(_host_tensor(image)[None], outputs)
         return Prediction(**copy_to_host({name: t[0] for name, t in tensors.items()}))
 
     def warmup(self, height: int = 480, width: int = 640, iterations: int = 2) -> None:
