@@ -98,6 +98,9 @@ def atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    # mkstemp creates 0600, which other users (an installed package, a ROS launch as
+    # another user) cannot read; weights and checkpoints are not secrets
+    os.chmod(tmp, 0o644)
     try:
         write(Path(tmp))
         with open(tmp, "rb") as handle:

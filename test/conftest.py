@@ -35,10 +35,10 @@ def weights_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_torch_thread():
-    """On a small shared machine several torch threads thrash (about 4x slower
-    here); tests that time or run many small forwards use one thread."""
+    """On a small shared machine several torch threads thrash: the training and
+    benchmark tests ran 4-15x slower with two threads while other jobs ran."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

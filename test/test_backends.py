@@ -14,8 +14,6 @@ from hydranet_ros.predictor import OUTPUTS, Predictor
 
 from conftest import make_card, make_model
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 IMAGE = np.random.default_rng(3).integers(0, 256, size=(75, 101, 3), dtype=np.uint8)
 

@@ -16,8 +16,6 @@ from hydranet_ros.predictor import Predictor
 
 from conftest import make_card, make_model
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def test_macs_of_a_hand_computed_conv_and_linear() -> None:
     conv = nn.Conv2d(4, 8, kernel_size=3, padding=1, groups=2)

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -16,8 +15,6 @@ from hydranet_ros.export import (compare_with_torch, export_onnx, main, parse_si
 from hydranet_ros.weights import WeightsError  # noqa: E402
 
 from conftest import make_card, make_model  # noqa: E402
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

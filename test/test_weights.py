@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from hydranet_ros.model import HydraNet, ModelConfig
-from hydranet_ros.weights import CARD_KEY, ModelCard, WeightsError, load_weights, read_card, save_weights
+from hydranet_ros.weights import CARD_KEY, WeightsError, load_weights, read_card, save_weights
 
 from conftest import make_card, make_model
 
@@ -121,3 +121,7 @@ def test_card_must_match_model() -> None:
     card = make_card()
     with pytest.raises(WeightsError, match="does not match"):
         save_weights("/tmp/never.safetensors", HydraNet(ModelConfig(num_classes=7)), card)
+
+
+def test_saved_files_are_readable_by_others(weights_file: Path) -> None:
+    assert (weights_file.stat().st_mode & 0o777) == 0o644
