@@ -98,11 +98,11 @@ def atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    # mkstemp creates 0600, which other users (an installed package, a ROS launch as
-    # another user) cannot read; weights and checkpoints are not secrets
-    os.chmod(tmp, 0o644)
     try:
         write(Path(tmp))
+        # mkstemp (and writers that recreate the file) leave 0600, which other users (an
+        # installed package, a launch as another user) cannot read; weights are not secrets
+        os.chmod(tmp, 0o644)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
