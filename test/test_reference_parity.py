@@ -5,15 +5,20 @@ Three checks:
    published parameter counts.
 2. Our model equals, within 1e-4, an independent functional transcription of
    the reference forward pass that reads the *reference* state dict directly
-   (reference key names, reference op order). A wrong key mapping, a missing
-   activation or a wrong upsampling target fails this at once.
-3. Our outputs for the shared KITTI frame agree with the reference's saved raw
-   outputs. Measured (2026-11, torch 2.14 CPU): max |diff| 0.0375 (segm) and
-   0.0104 (depth), mean 7.9e-4, argmax identical on every pixel. The 1e-4 goal
-   is below float32 noise for this random-weight checkpoint: its CRP chains
-   amplify rounding (our float32 vs float64 differ by 0.057, and our own oneDNN
-   vs native CPU kernels differ from each other by 0.042), so the reference
-   arrays carry noise of the same size. The tolerances below sit just above it.
+   (reference key names, reference op order), for 6, 40 and 46 classes and
+   the three-task layout. A wrong key mapping, a missing activation or a wrong
+   upsampling target fails this at once.
+3. The shared KITTI frame, normalised by the package's own ``normalise``
+   (float32 arithmetic, as the reference arrays were made), reproduces the
+   reference's saved raw outputs within 1e-4.
+
+Why check 3 pins the thread count: this random-weight checkpoint amplifies
+float32 rounding a great deal (its CRP chains have gains far above 1), so the
+outputs depend on which CPU kernels run. Measured here (torch 2.14, oneDNN,
+AVX-512): with 2 or more threads the difference to the saved arrays is 0.0;
+with 1 thread oneDNN picks other kernels and it is 0.0064; normalising in
+float64 instead gives 0.0375. The suite runs with one thread (conftest), so
+this test asks for two.
 """
 from __future__ import annotations
 
@@ -131,24 +136,25 @@ def test_model_matches_reference_forward(name: str) -> None:
 def test_kitti6_checkpoint_reproduces_reference_outputs() -> None:
     import cv2
 
+    from hydranet_ros.predictor import normalise
+    from hydranet_ros.presets import IMAGENET_MEAN, IMAGENET_STD
+
     state, config = convert_reference_state_dict(load_reference_state_dict(REFERENCE / "kitti6.ckpt"))
     model = HydraNet(config).eval()
     model.load_state_dict(state)
     rgb = cv2.cvtColor(cv2.imread(str(REFERENCE / "kitti6_input.png")), cv2.COLOR_BGR2RGB)
-    assert rgb.shape == (370, 1226, 3)
-    x = (rgb / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
-    x = torch.from_numpy(x.transpose(2, 0, 1)[None].copy()).float()
-    with torch.no_grad():
-        out = model(x)
-        oracle = _reference_forward(load_reference_state_dict(REFERENCE / "kitti6.ckpt"), x)
+    assert rgb.shape == (370, 1226, 3)  # not a multiple of 32
+    x = normalise(torch.from_numpy(rgb).permute(2, 0, 1)[None], IMAGENET_MEAN, IMAGENET_STD)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # see the module docstring
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        torch.set_num_threads(threads)
     segm, depth = out["segm"][0].numpy(), out["depth"][0].numpy()
     ref_segm, ref_depth = np.load(REFERENCE / "kitti6_segm.npy"), np.load(REFERENCE / "kitti6_depth.npy")
     assert segm.shape == ref_segm.shape == (6, 93, 307)
     assert depth.shape == ref_depth.shape == (1, 93, 307)
-    # strict: same arithmetic as the reference's op order
-    assert np.abs(segm - oracle[0][0].numpy()).max() < 1e-4
-    assert np.abs(depth - oracle[1][0].numpy()).max() < 1e-4
-    # against the saved arrays: float32 noise floor (see the module docstring)
-    assert (segm.argmax(0) == ref_segm.argmax(0)).mean() > 0.9999
-    assert np.abs(segm - ref_segm).mean() < 2e-3 and np.abs(depth - ref_depth).mean() < 2e-3
-    assert np.abs(segm - ref_segm).max() < 0.1 and np.abs(depth - ref_depth).max() < 0.05
+    assert np.abs(segm - ref_segm).max() < 1e-4, f"segm max |diff| {np.abs(segm - ref_segm).max()}"
+    assert np.abs(depth - ref_depth).max() < 1e-4, f"depth max |diff| {np.abs(depth - ref_depth).max()}"
