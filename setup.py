@@ -45,6 +45,7 @@ setup(
             "hydranet_replay = hydranet_ros.replay:main",
             "hydranet_bench = hydranet_ros.bench:main",
             "hydranet_export = hydranet_ros.export:main",
+            "hydranet_faces = hydranet_ros.faces:main",
         ],
     },
 )

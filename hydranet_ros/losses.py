@@ -152,3 +152,28 @@ class DepthTask:
         # NaN targets must not reach the arithmetic even where masked (0 * NaN = NaN in gradients)
         target = torch.where(valid, target, torch.ones_like(target))
         return TaskResult(self._loss(pred, target, valid), int(valid.sum()))
+
+
+# -- per-image tasks (the face-attribute recipe): one target per image, nothing masked --
+PER_IMAGE_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l1": F.l1_loss,
+    # the log-sum-exp form: finite for any logit, where sigmoid-then-BCE saturates to log(0)
+    "binary_cross_entropy": F.binary_cross_entropy_with_logits,
+    "cross_entropy": F.cross_entropy,
+}
+
+
+class PerImageTask:
+    """The mean ``loss`` between head ``name``'s output and ``batch[name]``: l1 for a
+    regression (N,), binary_cross_entropy for (N,) logits against 0/1 floats,
+    cross_entropy for (N, C) logits against int64 class ids."""
+
+    def __init__(self, name: str, loss: str) -> None:
+        if loss not in PER_IMAGE_LOSSES:
+            raise ValueError(f"unknown per-image loss {loss!r}; choose one of {', '.join(PER_IMAGE_LOSSES)}")
+        self.name, self.kind = name, loss
+        self._loss = PER_IMAGE_LOSSES[loss]
+
+    def __call__(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> TaskResult:
+        output = outputs[self.name].float()  # outside autocast, in float32 like the pixel losses
+        return TaskResult(self._loss(output, batch[self.name]), int(output.shape[0]))

@@ -1,7 +1,9 @@
-"""Segmentation and depth metrics, shared by training validation and replay evaluation.
+"""Segmentation and depth metrics, shared by training validation and replay evaluation,
+and the face-attribute metrics.
 
-Both accumulate over frames and report dataset-level numbers: IoU from a
-summed confusion matrix, depth errors averaged over all valid pixels.
+All accumulate over frames and report dataset-level numbers: IoU from a
+summed confusion matrix, depth errors averaged over all valid pixels, face
+errors and accuracies over all images.
 """
 from __future__ import annotations
 
@@ -88,4 +90,37 @@ class DepthMetrics:
             "delta1": self._sums["d1"] / n,
             "delta2": self._sums["d2"] / n,
             "delta3": self._sums["d3"] / n,
+        }
+
+
+class FaceAttributeMetrics:
+    """Age MAE (years), gender accuracy, race accuracy and per-class race accuracy
+    (the share of each true race predicted right), over all images seen."""
+
+    def __init__(self, race_names: list[str]) -> None:
+        # confusion matrices over images work as they do over pixels
+        self.race = SegmentationMetrics(len(race_names), ignore_index=-1, class_names=race_names)
+        self.gender = SegmentationMetrics(2, ignore_index=-1)
+        self.age_error, self.count = 0.0, 0
+
+    def update(self, age: torch.Tensor, gender: torch.Tensor, race: torch.Tensor, target_age: torch.Tensor,
+               target_gender: torch.Tensor, target_race: torch.Tensor) -> None:
+        """Predicted age (N,) years, gender (N,) 0/1 and race (N,) ids against the targets."""
+        self.age_error += float((age.double().cpu() - target_age.double().cpu()).abs().sum())
+        self.count += int(age.numel())
+        self.gender.update(gender, target_gender)
+        self.race.update(race, target_race)
+
+    def compute(self) -> dict[str, float | dict[str, float]]:
+        if self.count == 0:
+            return {"age_mae": float("nan"), "gender_accuracy": float("nan"), "race_accuracy": float("nan"),
+                    "per_class_race_accuracy": {}}
+        conf = self.race.confusion.double()
+        seen = conf.sum(1)
+        return {
+            "age_mae": self.age_error / self.count,
+            "gender_accuracy": float(self.gender.compute()["pixel_accuracy"]),
+            "race_accuracy": float(self.race.compute()["pixel_accuracy"]),
+            "per_class_race_accuracy": {name: float(conf[i, i] / seen[i])
+                                        for i, name in enumerate(self.race.class_names) if seen[i] > 0},
         }

@@ -1,13 +1,16 @@
 """hydranet_train: train a HydraNet from a YAML recipe and write a weights file.
 
     hydranet_train --config config/train_synthetic.yaml [--epochs 3] [--set optim.kind=adamw]
+    hydranet_train --config config/train_utkface.yaml --data /path/to/UTKFace
     hydranet_train --resume runs/synthetic_street        # continue a killed run
 
 Flat on purpose, like torchvision's reference scripts: parse the recipe, build
 data, model, losses, optimiser and schedule, then loop (train an epoch,
-validate, checkpoint). The pieces that do not know about depth or
-segmentation (``train_step``, the optimiser and schedule builders, the
-checkpoint and balancing modules) are what another recipe reuses.
+validate, checkpoint). What the recipe trains is its ``task``
+(``hydranet_ros.tasks``): the task module builds the datasets, the model and
+its losses, validates and writes the model card; everything here (optimiser,
+schedule, steps, NaN guard, balancing, checkpoints and resume, TensorBoard,
+progress bar, the weights file) is the same for every task.
 """
 from __future__ import annotations
 
@@ -17,7 +20,6 @@ import math
 import signal
 import sys
 import time
-import warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,36 +27,26 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .balancing import Balancer, build_balancer
 from .checkpoint import (BEST, LAST, CheckpointError, EpochSampler, SeededSamples, load_checkpoint,
                          restore_checkpoint, save_checkpoint)
-from .colour import colorize_depth, colormap_lut, palette_lut
-from .losses import DepthTask, SegmentationTask, TaskLoss
-from .metrics import DepthMetrics, SegmentationMetrics
-from .model import HydraNet, ModelConfig, build_encoder
-from .predictor import Predictor, normalise, resolve_device
-from .reference_checkpoint import convert_reference_state_dict, load_reference_state_dict
+from .losses import TaskLoss
+from .predictor import normalise, resolve_device
+from .tasks import PROG, TrainingError, TrainingTask, load_task
+from .tasks.datasets import skipped_count
 from .train_config import Config, ConfigError, dump, load_config
-from .weights import ModelCard, WeightsError, load_weights, save_weights
+from .weights import ModelCard, WeightsError, save_weights
 
-PROG = "hydranet_train"
-DEPTH_ACTIVATION = "abs"  # what the card declares and the depth loss applies (the reference's choice)
-SEGM_METRICS = ("miou", "pixel_accuracy")
-DEPTH_METRIC_NAMES = ("rmse", "log_rmse", "abs_rel", "sq_rel", "delta1", "delta2", "delta3")
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
-
-
-class TrainingError(RuntimeError):
-    """An expected failure (bad data, diverged loss ...) reported without a traceback."""
 
 
 # -- command line and recipe -----------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Train a HydraNet (depth + segmentation) from a YAML recipe "
-                                "and write a hydranet_ros weights file.")
+    p = argparse.ArgumentParser(prog=PROG, description="Train a HydraNet (depth + segmentation, or face attributes: "
+                                "the recipe's task) from a YAML recipe and write a hydranet_ros weights file.")
     p.add_argument("--config", type=Path, help="recipe YAML (config/train_*.yaml); optional with --resume")
     p.add_argument("--resume", type=Path, help="a training checkpoint, or a run directory (its last.pt)")
     p.add_argument("--data", help="dataset root (data.root)")
@@ -89,60 +81,6 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any] | N
 
 
 # -- data ------------------------------------------------------------------------------
-def build_datasets(config: Config) -> tuple[Any, Any | None]:
-    from .data import build_dataset, eval_transforms, train_transforms
-
-    data = config["data"]
-    strict = {"strict": True} if data["on_bad_sample"] == "stop" and data["kind"] != "synthetic" else {}
-    common = {**data["options"], **strict}
-    transform = train_transforms(**data["transform"])
-    train = build_dataset(data["kind"], data["root"], data["train_split"], transform, **common,
-                          **data["train_options"])
-    if data["extra_train_sets"]:
-        train = JointDataset([train] + [
-            build_dataset(extra.get("kind", data["kind"]), extra.get("root"), extra.get("split", data["train_split"]),
-                          transform, **strict, **extra.get("options", {}))
-            for extra in data["extra_train_sets"]])
-    if len(train) == 0:
-        raise TrainingError(f"training set {data['kind']} at {data['root']!r} (split {data['train_split']!r}) is empty")
-    val = None
-    if data["val_split"] is not None:
-        val = build_dataset(data["kind"], data["root"], data["val_split"], eval_transforms(**data["val_transform"]),
-                            **common, **data["val_options"])
-        if len(val) == 0:
-            raise TrainingError(f"validation set {data['kind']} at {data['root']!r} "
-                                f"(split {data['val_split']!r}) is empty")
-    if data["verify"]:
-        for dataset in (train, val):
-            if hasattr(dataset, "verify"):
-                dataset.verify()  # fills ``skipped`` in this process (workers keep their own)
-    return train, val
-
-
-class JointDataset(ConcatDataset):
-    """Several training sets with one class list, e.g. KITTI depth-only plus KITTI
-    semantic labels-only samples (the paper's asymmetric annotations)."""
-
-    def __init__(self, datasets: Sequence[Any]) -> None:
-        first = datasets[0]
-        for other in datasets[1:]:
-            if list(other.class_names) != list(first.class_names):
-                raise TrainingError(f"data.extra_train_sets: {type(other).__name__} has other classes "
-                                    f"({len(other.class_names)}) than {type(first).__name__} ({len(first.class_names)})")
-        super().__init__(datasets)
-        self.class_names, self.palette = first.class_names, first.palette
-
-    @property
-    def skipped(self) -> list[str]:
-        return [name for d in self.datasets for name in getattr(d, "skipped", ())]
-
-    def verify(self) -> list[str]:
-        for d in self.datasets:
-            if hasattr(d, "verify"):
-                d.verify()
-        return self.skipped
-
-
 def train_loader(dataset: Any, config: Config, device: torch.device) -> tuple[DataLoader, EpochSampler]:
     data = config["data"]
     sampler = EpochSampler(len(dataset), config["seed"])
@@ -154,86 +92,6 @@ def train_loader(dataset: Any, config: Config, device: torch.device) -> tuple[Da
         raise TrainingError(f"the training set has {len(dataset)} samples, fewer than one batch "
                             f"(data.batch_size {data['batch_size']})")
     return loader, sampler
-
-
-def skipped_count(dataset: Any) -> int:
-    return len(getattr(dataset, "skipped", ()) or ())
-
-
-# -- model -----------------------------------------------------------------------------
-def imagenet_encoder(backbone: str, on_missing: str) -> nn.Module | None:
-    """The torchvision ImageNet encoder, or None (scratch) with a message saying what is missing."""
-    if backbone == "mobilenet_v2":
-        problem = ("backbone mobilenet_v2 (the reference encoder) has no ImageNet weights in torchvision; "
-                   "use model.backbone: tv_mobilenet_v2 for an ImageNet start")
-    else:
-        try:
-            return build_encoder(backbone, "DEFAULT")
-        except Exception as exc:  # urllib, hash and unpickling errors all mean "not available"
-            problem = (f"ImageNet weights for {backbone} ({_weights_file(backbone)}) are not in the torch hub cache "
-                       f"({torch.hub.get_dir()}/checkpoints) and could not be downloaded ({type(exc).__name__}: {exc})")
-    if on_missing == "stop":
-        raise TrainingError(problem + "; set init.on_missing_weights: scratch to train from scratch")
-    warnings.warn(problem + ": training the encoder from scratch", RuntimeWarning, stacklevel=2)
-    return None
-
-
-def _weights_file(backbone: str) -> str:
-    import torchvision
-
-    name = "mobilenet_v2" if backbone == "tv_mobilenet_v2" else backbone
-    return torchvision.models.get_model_weights(name).DEFAULT.url.rsplit("/", 1)[-1]
-
-
-def load_matching(model: HydraNet, tensors: Mapping[str, torch.Tensor], source: str) -> list[str]:
-    """Load ``tensors`` into ``model``. Task heads whose shape differs (another class
-    count) or that the file lacks keep their fresh initialisation; anything else
-    that does not fit is an error. Returns the re-initialised keys."""
-    expected = model.state_dict()
-    fits = {k: v for k, v in tensors.items() if k in expected and v.shape == expected[k].shape}
-    fresh = sorted(set(expected) - set(fits))
-    not_heads = [k for k in fresh if not k.startswith("heads.")]
-    if not_heads:
-        raise WeightsError(f"{source}: does not fit the recipe's model (model.backbone/decoder_width?): "
-                           f"{len(not_heads)} encoder/decoder tensors missing or mis-shaped, e.g. {not_heads[:3]}")
-    model.load_state_dict({**expected, **fits})
-    return fresh
-
-
-def build_model(config: Config, num_classes: int) -> tuple[HydraNet, str]:
-    """The model and a one-line description of its initialisation (for the card)."""
-    m, init = config["model"], config["init"]
-    model_config = ModelConfig(num_classes=num_classes, backbone=m["backbone"], decoder_width=m["decoder_width"])
-    source: str | None = None
-    if init["reference_checkpoint"]:
-        source = str(init["reference_checkpoint"])
-        tensors, _ = convert_reference_state_dict(load_reference_state_dict(source))
-    elif init["weights"]:
-        source = str(init["weights"])
-        tensors = load_weights(source)[0].state_dict()
-    if source is not None:
-        model = HydraNet(model_config)
-        fresh = load_matching(model, tensors, source)
-        note = f"; re-initialised {', '.join(sorted({k.rsplit('.', 1)[0] for k in fresh}))}" if fresh else ""
-        print(f"{PROG}: initialised from {source}{note}")
-        return model, f"{source}{note}"
-    encoder = imagenet_encoder(m["backbone"], init["on_missing_weights"]) if init["imagenet"] else None
-    description = f"ImageNet {m['backbone']} encoder (torchvision)" if encoder is not None else "scratch"
-    return HydraNet(model_config, encoder=encoder), description
-
-
-def build_tasks(config: Config) -> list[TaskLoss]:
-    losses = config["losses"]
-    return [SegmentationTask("segm", ignore_index=losses["ignore_index"]),
-            DepthTask(losses["depth"], "depth", activation=DEPTH_ACTIVATION,
-                      berhu_threshold=losses["berhu_threshold"], silog_lambda=losses["silog_lambda"])]
-
-
-def make_card(config: Config, model: HydraNet, dataset: Any, provenance: Mapping[str, Any]) -> ModelCard:
-    return ModelCard(model=model.config, class_names=list(dataset.class_names),
-                     palette=[tuple(int(v) for v in c) for c in dataset.palette],
-                     depth_activation=DEPTH_ACTIVATION, depth_range=tuple(config["data"]["depth_range"]),
-                     ignore_index=config["losses"]["ignore_index"], provenance=dict(provenance))
 
 
 # -- optimisation ----------------------------------------------------------------------
@@ -306,40 +164,6 @@ def train_step(model: nn.Module, batch: Mapping[str, Any], tasks: Sequence[TaskL
     return values
 
 
-# -- validation ------------------------------------------------------------------------
-def evaluate(model: HydraNet, card: ModelCard, dataset: Any, config: Config, device: torch.device,
-             sample_images: int = 0) -> tuple[dict[str, Any], list[torch.Tensor]]:
-    """Metrics through the ``Predictor`` (the deployed path: upsample, abs, argmax),
-    and up to ``sample_images`` (H*5, W, 3) uint8 panels: image, labels, predicted
-    labels, depth, predicted depth."""
-    data = config["data"]
-    lo, hi = data["depth_range"]
-    predictor = Predictor(model, card, device=device)
-    segm = SegmentationMetrics(card.model.num_classes, card.ignore_index, card.class_names)
-    depth = DepthMetrics(min_depth=max(lo, 1e-3), max_depth=hi)
-    palette = torch.from_numpy(palette_lut(card.palette))
-    depth_lut = torch.from_numpy(colormap_lut(predictor.depth_colormap))
-    panels: list[torch.Tensor] = []
-    loader = DataLoader(dataset, batch_size=data["val_batch_size"], num_workers=data["num_workers"],
-                        generator=torch.Generator().manual_seed(0))
-    wanted = ("depth", "labels") + (("segm_colour", "depth_colour") if sample_images else ())
-    for batch in loader:
-        images = batch["image"].permute(0, 2, 3, 1)
-        out = {k: v.cpu() for k, v in predictor.predict_batch(images, wanted).items()}
-        for i in range(images.shape[0]):
-            if batch["has_labels"][i]:
-                segm.update(out["labels"][i], batch["labels"][i])
-            if batch["has_depth"][i]:
-                depth.update(out["depth"][i], batch["depth"][i])
-            if len(panels) < sample_images:
-                gt_labels = palette[batch["labels"][i].clamp(0, 255)]
-                gt_depth = colorize_depth(batch["depth"][i], depth_lut, (lo, hi))
-                panels.append(torch.cat([images[i], gt_labels, out["segm_colour"][i], gt_depth,
-                                         out["depth_colour"][i]], dim=0))
-    model.train()
-    return {**segm.compute(), **depth.compute()}, panels
-
-
 def is_better(value: float, best: float | None, mode: str) -> bool:
     if not math.isfinite(value):
         return False
@@ -379,13 +203,15 @@ class Logger:
 
 
 def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """For TensorBoard: nested ``per_class_<metric>`` dicts become ``<metric>_<class>``."""
     flat = {k: float(v) for k, v in metrics.items() if not isinstance(v, dict)}
-    flat.update({f"iou_{name}": float(v) for name, v in metrics.get("per_class_iou", {}).items()})
+    for key, per_class in metrics.items():
+        if isinstance(per_class, dict):
+            flat.update({f"{key.removeprefix('per_class_')}_{name}": float(v) for name, v in per_class.items()})
     return flat
 
 
-def format_metrics(metrics: Mapping[str, Any]) -> str:
-    keys = SEGM_METRICS + ("rmse", "abs_rel", "delta1")
+def format_metrics(metrics: Mapping[str, Any], keys: Sequence[str]) -> str:
     return "  ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics)
 
 
@@ -432,25 +258,27 @@ def train(config: Config, resume: dict[str, Any] | None = None, overwrite: bool 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump(config))
 
-    train_set, val_set = build_datasets(config)
-    model, init_description = build_model(config, len(train_set.class_names))
+    task = load_task(config["task"])
+    best_metric, best_mode = config["checkpoint"]["best_metric"], config["checkpoint"]["best_mode"]
+    if best_metric not in task.METRICS:
+        raise ConfigError(f"checkpoint.best_metric {best_metric!r} is not a validation metric of task "
+                          f"{config['task']}; choose one of {', '.join(task.METRICS)}")
+    train_set, val_set = task.build_datasets(config)
+    model, init_description = task.build_model(config, train_set)
     model.to(device).train()
-    tasks = build_tasks(config)
+    losses = task.build_tasks(config)  # one per head; the balancer weighs them
     b = config["balancing"]
-    balancer = build_balancer(b["kind"], [t.name for t in tasks], b["weights"], b["dwa_temperature"],
+    balancer = build_balancer(b["kind"], [t.name for t in losses], b["weights"], b["dwa_temperature"],
                               b["initial_log_variance"]).to(device)
     loader, sampler = train_loader(train_set, config, device)
-    optimizer = build_optimizer(config, model.encoder, [model.decoder, model.heads], balancer)
+    # the encoder gets lr_encoder, every other part (decoder, heads) lr_decoder
+    optimizer = build_optimizer(config, model.encoder,
+                                [module for name, module in model.named_children() if name != "encoder"], balancer)
     scheduler = build_scheduler(config, optimizer, len(loader))
     amp = bool(config["optim"]["amp"]) and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    card = make_card(config, model, train_set, {})
+    card = task.make_card(config, model, train_set, {})
     epochs = config["schedule"]["epochs"]
-    best_metric, best_mode = config["checkpoint"]["best_metric"], config["checkpoint"]["best_mode"]
-    known = SEGM_METRICS + DEPTH_METRIC_NAMES
-    if best_metric not in known:
-        raise ConfigError(f"checkpoint.best_metric {best_metric!r} is not a validation metric; choose one of "
-                          f"{', '.join(known)}")
 
     progress: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None,
                                 "best_epoch": None, "history": []}
@@ -479,7 +307,7 @@ def train(config: Config, resume: dict[str, Any] | None = None, overwrite: bool 
                 sums: dict[str, float] = {}
                 for batch in bar:
                     try:
-                        values = train_step(model, batch, tasks, balancer, optimizer, scaler, mean=card.mean,
+                        values = train_step(model, batch, losses, balancer, optimizer, scaler, mean=card.mean,
                                             std=card.std, device=device, amp=amp, grad_clip=grad_clip)
                     except NonFiniteLoss as exc:
                         raise TrainingError(
@@ -509,8 +337,8 @@ def train(config: Config, resume: dict[str, Any] | None = None, overwrite: bool 
                 steps_run = max(1, progress["step_in_epoch"] - skip)
                 record: dict[str, Any] = {"epoch": epoch + 1, "train": {k: v / steps_run for k, v in sums.items()}}
                 if val_set is not None:
-                    metrics, panels = evaluate(model, card, val_set, config, device,
-                                               config["logging"]["sample_images"])
+                    metrics, panels = task.evaluate(model, card, val_set, config, device,
+                                                    config["logging"]["sample_images"])
                     record["val"] = metrics
                     logger.scalars("val", flat_metrics(metrics), progress["global_step"])
                     logger.images("samples", panels, progress["global_step"])
@@ -524,15 +352,16 @@ def train(config: Config, resume: dict[str, Any] | None = None, overwrite: bool 
                 if improved:
                     checkpoint(run_dir / BEST)
                 print(f"{PROG}: epoch {epoch + 1}/{epochs}  loss {record['train'].get('total', float('nan')):.4f}  "
-                      f"{format_metrics(record.get('val', {}))}" + ("  (best)" if improved else ""))
+                      f"{format_metrics(record.get('val', {}), task.SUMMARY_METRICS)}"
+                      + ("  (best)" if improved else ""))
     finally:
         logger.close()
 
-    return export(config, model, card, train_set, val_set, progress, init_description,
+    return export(config, task, model, card, train_set, val_set, progress, init_description,
                   time.monotonic() - started, run_dir)
 
 
-def export(config: Config, model: HydraNet, card: ModelCard, train_set: Any, val_set: Any,
+def export(config: Config, task: TrainingTask, model: nn.Module, card: ModelCard, train_set: Any, val_set: Any,
            progress: Mapping[str, Any], init_description: str, seconds: float, run_dir: Path) -> int:
     """Write the final weights: the best epoch's model (or the last one if nothing was validated)."""
     chosen = "last"
@@ -566,7 +395,8 @@ def export(config: Config, model: HydraNet, card: ModelCard, train_set: Any, val
     if skipped["train"] or skipped["val"]:
         print(f"{PROG}: skipped unusable samples: {skipped['train']} train, {skipped['val']} val "
               "(see the warnings above for their names)")
-    print(f"{PROG}: wrote {out} ({chosen} model, epoch {epoch}; {format_metrics(final.get('val', {}))}) "
+    print(f"{PROG}: wrote {out} ({chosen} model, epoch {epoch}; "
+          f"{format_metrics(final.get('val', {}), task.SUMMARY_METRICS)}) "
           f"after {seconds / 60:.1f} min")
     return 0
 

@@ -4,8 +4,9 @@ A recipe is a nested mapping. ``DEFAULTS`` below is both the default recipe and
 its schema: a key that is not in it is a typo and is refused with the list of
 known keys, and a value must have the type of its default (ints pass for
 floats; a ``None`` default accepts anything). Mappings listed in ``FREE_FORM``
-take any keys (dataset options, per-task weights). Another recipe (e.g. a
-face-attribute HydraNet) reuses ``load_config`` with its own defaults.
+take any keys (dataset options, per-task weights). ``task`` picks what is
+trained (``hydranet_ros.tasks``); sections another task does not read (``face``
+for depth + segmentation, ``losses`` for faces) keep their defaults.
 """
 from __future__ import annotations
 
@@ -24,13 +25,14 @@ class ConfigError(ValueError):
 
 DEFAULTS: Config = {
     "name": "hydranet",          # names the run dir and the weights file
+    "task": "depth_segmentation",  # depth_segmentation | face_attributes (age, gender, race)
     "seed": 0,
     "device": "auto",            # auto | cpu | cuda[:N]
     "threads": 0,                # CPU threads for torch; 0 = torch's default (one per core)
     "run_dir": None,             # checkpoints and TensorBoard logs; default runs/<name>
     "output": None,              # final weights; default weights/hydranet_<name>.safetensors
     "data": {
-        "kind": "synthetic",     # folder | cityscapes | kitti | nyud | synthetic
+        "kind": "synthetic",     # folder | cityscapes | kitti | nyud | synthetic; utkface (faces)
         "root": None,            # dataset directory (not needed for synthetic)
         "train_split": "train",
         # more training sets concatenated to the first: [{kind, root, split, options}, ...]
@@ -49,8 +51,13 @@ DEFAULTS: Config = {
         "depth_range": [0.0, 80.0],  # metres: depth metrics range and the card's display range
     },
     "model": {
-        "backbone": "mobilenet_v2",  # mobilenet_v2 | tv_mobilenet_v2 | resnet18 | resnet34 | resnet50
+        "backbone": "mobilenet_v2",  # mobilenet_v2 | tv_mobilenet_v2 | resnet18 | resnet34 | resnet50 (faces: resnet*)
         "decoder_width": 256,
+    },
+    "face": {                        # task face_attributes only
+        "head_width": 256,           # hidden units of the age, gender and race heads
+        "age_mean": 33.0,            # the age head predicts (age - age_mean) / age_std (UTKFace: 33, 20)
+        "age_std": 20.0,
     },
     "init": {
         "imagenet": False,           # ImageNet encoder weights (torchvision backbones)
@@ -107,8 +114,11 @@ FREE_FORM = {
     ("data", "transform"), ("data", "val_transform"), ("balancing", "weights"), ("provenance",),
 }
 
+TASK_DATA_KINDS = {"face_attributes": ("utkface",)}  # every other kind is depth_segmentation's
+
 CHOICES = {
-    ("data", "kind"): ("folder", "cityscapes", "kitti", "nyud", "synthetic"),
+    ("task",): ("depth_segmentation", "face_attributes"),  # the keys of weights.TASKS
+    ("data", "kind"): ("folder", "cityscapes", "kitti", "nyud", "synthetic", "utkface"),
     ("data", "on_bad_sample"): ("skip", "stop"),
     ("model", "backbone"): ("mobilenet_v2", "tv_mobilenet_v2", "resnet18", "resnet34", "resnet50"),
     ("init", "on_missing_weights"): ("scratch", "stop"),
@@ -120,7 +130,7 @@ CHOICES = {
 }
 
 POSITIVE = {("data", "batch_size"), ("data", "val_batch_size"), ("schedule", "epochs"),
-            ("optim", "lr_encoder"), ("optim", "lr_decoder")}
+            ("optim", "lr_encoder"), ("optim", "lr_decoder"), ("face", "head_width"), ("face", "age_std")}
 NON_NEGATIVE = {("threads",), ("data", "num_workers"), ("schedule", "warmup_steps"), ("optim", "weight_decay"),
                 ("optim", "grad_clip"), ("checkpoint", "every_steps"), ("logging", "sample_images")}
 
@@ -214,6 +224,11 @@ def validate(config: Config, defaults: Config = DEFAULTS) -> None:
     lo_hi = _get(config, ("data", "depth_range"))
     if isinstance(lo_hi, list) and (len(lo_hi) != 2 or not 0 <= lo_hi[0] < lo_hi[1]):
         problems.append(f"data.depth_range must be [min, max] with 0 <= min < max, got {lo_hi}")
+    task, kind = config.get("task"), _get(config, ("data", "kind"))
+    face_kinds = TASK_DATA_KINDS["face_attributes"]
+    if task in CHOICES[("task",)] and (kind in face_kinds) != (task == "face_attributes"):
+        problems.append(f"data.kind {kind!r} does not go with task {task!r} (task face_attributes reads "
+                        f"{', '.join(face_kinds)}; depth_segmentation reads the others)")
     init = config.get("init", {})
     if init.get("reference_checkpoint") and init.get("weights"):
         problems.append("init.reference_checkpoint and init.weights are exclusive; pick one")

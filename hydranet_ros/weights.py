@@ -4,6 +4,8 @@ safetensors holds no pickled code, so loading a file from the internet cannot
 execute anything, and its header can be read without loading the tensors.
 The model card is the one source of truth for class names, palette,
 normalisation, output stride and depth units: every tool reads them from here.
+Its ``task`` says which network the file holds: the depth + segmentation
+HydraNet (the default, which older cards imply) or the face-attribute HydraNet.
 """
 from __future__ import annotations
 
@@ -12,16 +14,37 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Union
 
 import torch
 
-from .model import HydraNet, ModelConfig
+from .model import FaceHydraNet, FaceModelConfig, HydraNet, ModelConfig
 from .presets import IMAGENET_MEAN, IMAGENET_STD
 
 CARD_KEY = "hydranet_model_card"
 FORMAT_VERSION = 1
 DEPTH_ACTIVATIONS = ("abs", "relu", "none")
+
+
+class TaskKind(NamedTuple):
+    """What a card's ``task`` means: how to rebuild its model, and how to name it to a
+    user whose tool got the wrong kind of file."""
+
+    config: type
+    network: type
+    what: str
+    tools: str
+
+
+DEPTH_SEGMENTATION, FACE_ATTRIBUTES = "depth_segmentation", "face_attributes"
+TASKS: dict[str, TaskKind] = {
+    DEPTH_SEGMENTATION: TaskKind(ModelConfig, HydraNet, "a depth + segmentation HydraNet",
+                                 "hydranet_node, hydranet_replay, hydranet_bench or hydranet_export"),
+    FACE_ATTRIBUTES: TaskKind(FaceModelConfig, FaceHydraNet, "a face-attribute (age, gender, race) model",
+                              "hydranet_faces"),
+}
+AnyModelConfig = Union[ModelConfig, FaceModelConfig]
+AnyModel = Union[HydraNet, FaceHydraNet]
 
 
 class WeightsError(ValueError):
@@ -30,7 +53,7 @@ class WeightsError(ValueError):
 
 @dataclass
 class ModelCard:
-    model: ModelConfig
+    model: AnyModelConfig
     class_names: list[str]
     palette: list[tuple[int, int, int]]
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -44,16 +67,23 @@ class ModelCard:
     # where the weights came from: source, licence, dataset, training run ...
     provenance: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # which network ``model`` describes; a face card leaves the palette empty and the
+    # depth fields at their defaults (it has no label or depth image)
+    task: str = DEPTH_SEGMENTATION
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         problems = []
+        if self.task not in TASKS:
+            raise WeightsError(f"model card task {self.task!r} is unknown; known: {', '.join(TASKS)}")
+        if not isinstance(self.model, TASKS[self.task].config):
+            problems.append(f"a {type(self.model).__name__} does not describe a {self.task} model")
         n = self.model.num_classes
         if len(self.class_names) != n:
             problems.append(f"{len(self.class_names)} class names for {n} classes")
-        if len(self.palette) != n:
+        if len(self.palette) != n and (self.task == DEPTH_SEGMENTATION or self.palette):
             problems.append(f"{len(self.palette)} palette colours for {n} classes")
         if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in self.palette):
             problems.append("palette colours must be three integers in 0..255")
@@ -74,6 +104,10 @@ class ModelCard:
     def to_json(self) -> str:
         data = asdict(self)
         data["model"] = self.model.to_dict()
+        if self.task == DEPTH_SEGMENTATION:
+            # the default goes unwritten: a depth + segmentation card stays byte for byte
+            # what earlier versions wrote, and those versions can still read it
+            del data["task"]
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -82,7 +116,10 @@ class ModelCard:
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise WeightsError(f"model card format {version} is not supported (expected {FORMAT_VERSION})")
-        data["model"] = ModelConfig.from_dict(data["model"])
+        task = data.get("task", DEPTH_SEGMENTATION)
+        if task not in TASKS:
+            raise WeightsError(f"model card task {task!r} is not known to this version (known: {', '.join(TASKS)})")
+        data["model"] = TASKS[task].config.from_dict(data["model"])
         data["palette"] = [tuple(c) for c in data["palette"]]
         for key in ("mean", "std", "depth_range"):
             data[key] = tuple(data[key])
@@ -111,7 +148,7 @@ def atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def save_weights(path: str | Path, model: HydraNet, card: ModelCard) -> None:
+def save_weights(path: str | Path, model: AnyModel, card: ModelCard) -> None:
     from safetensors.torch import save_file
 
     if model.config != card.model:
@@ -141,17 +178,24 @@ def read_card(path: str | Path) -> ModelCard:
         raise WeightsError(f"{path}: malformed model card ({exc})") from exc
 
 
-def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[HydraNet, ModelCard]:
-    """Build the model its card describes and load every tensor, strictly."""
+def load_weights(path: str | Path, map_location: str | torch.device = "cpu",
+                 task: str | None = DEPTH_SEGMENTATION) -> tuple[AnyModel, ModelCard]:
+    """Build the model its card describes and load every tensor, strictly. ``task``
+    is the kind of model the caller can use (None: any); another kind is refused
+    with a message saying what the file holds and which tool runs it."""
     from safetensors.torch import load_file
 
     path = _existing(path)
     card = read_card(path)
+    if task is not None and card.task != task:
+        found = TASKS[card.task]
+        raise WeightsError(f"{path}: holds {found.what} (model card task {card.task!r}), not {TASKS[task].what}; "
+                           f"use it with {found.tools}")
     try:
         tensors = load_file(str(path), device=str(map_location))
     except Exception as exc:
         raise WeightsError(f"{path}: could not read tensors ({exc})") from exc
-    model = HydraNet(card.model)
+    model = TASKS[card.task].network(card.model)
     load_state_dict_strict(model, tensors, source=str(path))
     return model.eval(), card
 

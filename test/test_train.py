@@ -1,20 +1,20 @@
 """hydranet_train end to end on tiny synthetic street scenes (CPU, seconds each).
 
-Datasets are injected by replacing ``train.build_datasets`` so that each test
+Datasets are injected by replacing the depth + segmentation task's ``build_datasets`` so that each test
 controls size and resolution; the recipe path through ``build_dataset`` is
 covered by the CLI tests at the bottom.
 """
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
 import yaml
 
+import hydranet_ros.tasks.depth_segmentation as DS
+import hydranet_ros.tasks.model_init as model_init
 import hydranet_ros.train as T
 from hydranet_ros.checkpoint import BEST, LAST, load_checkpoint
 from hydranet_ros.data.synthetic import SyntheticStreetDataset
@@ -22,6 +22,7 @@ from hydranet_ros.train_config import ConfigError, load_config
 from hydranet_ros.weights import load_weights, read_card
 
 from conftest import make_card, make_model
+from train_helpers import Killed, interrupt_at, kill, sigint
 
 VAL_SEED_OFFSET = 10_000  # held-out frames: seeds the training set never uses
 
@@ -64,7 +65,7 @@ TINY_RECIPE = {
 
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, datasets: tuple[Any, Any], *args: str,
         name: str = "tiny", recipe: dict[str, Any] | None = None) -> int:
-    monkeypatch.setattr(T, "build_datasets", lambda config: datasets)
+    monkeypatch.setattr(DS, "build_datasets", lambda config: datasets)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({**(recipe or TINY_RECIPE), "name": name}))
     return T.main(["--config", str(path), "--run-dir", str(tmp_path / name),
@@ -83,11 +84,11 @@ def test_training_learns_on_synthetic_scenes(tmp_path: Path, monkeypatch: pytest
     # the untrained model (same seed, same init) on the same held-out frames
     config = load_config(tmp_path / "learn.yaml")
     torch.manual_seed(config["seed"])
-    untrained, _ = T.build_model(config, 6)
+    untrained, _ = DS.build_model(config, train_set)
     card = read_card(tmp_path / "learn.safetensors")
-    before, _ = T.evaluate(untrained, card, val_set, config, torch.device("cpu"))
+    before, _ = DS.evaluate(untrained, card, val_set, config, torch.device("cpu"))
     model, card = load_weights(tmp_path / "learn.safetensors")
-    after, panels = T.evaluate(model, card, val_set, config, torch.device("cpu"), sample_images=2)
+    after, panels = DS.evaluate(model, card, val_set, config, torch.device("cpu"), sample_images=2)
     # measured (torch 2.14 CPU, one thread, 64 steps, ~12 s): mIoU 0.063 -> 0.302, pixel accuracy
     # 0.376 -> 0.565, RMSE 22.3 m -> 12.3 m (the untrained depth head outputs ~0 m)
     assert after["miou"] > before["miou"] + 0.12 and after["miou"] > 0.2
@@ -106,34 +107,6 @@ def test_training_learns_on_synthetic_scenes(tmp_path: Path, monkeypatch: pytest
 
 
 # -- never lose work ---------------------------------------------------------------------
-class Killed(BaseException):
-    """Stands in for SIGKILL: nothing in the script may catch it."""
-
-
-def interrupt_at(monkeypatch: pytest.MonkeyPatch, call: int, action: Callable[[], None]) -> None:
-    """Make the ``call``-th train step (1-based) run ``action`` (before a kill, after a SIGINT)."""
-    real, count = T.train_step, {"n": 0}
-
-    def step(*args: Any, **kwargs: Any) -> dict[str, float]:
-        count["n"] += 1
-        if count["n"] == call and action is kill:
-            kill()
-        values = real(*args, **kwargs)
-        if count["n"] == call and action is not kill:
-            action()
-        return values
-
-    monkeypatch.setattr(T, "train_step", step)
-
-
-def kill() -> None:
-    raise Killed
-
-
-def sigint() -> None:
-    os.kill(os.getpid(), signal.SIGINT)
-
-
 @pytest.mark.parametrize("how, every_steps, at_call, resume_step", [
     ("kill", 0, 4, 2),    # dies in epoch 2 (2 steps an epoch): resumes from the end-of-epoch-1 checkpoint
     ("kill", 1, 4, 3),    # dies mid-epoch 2: resumes from the step checkpoint
@@ -157,7 +130,7 @@ def test_resumed_run_ends_with_identical_weights(tmp_path: Path, monkeypatch: py
     saved = load_checkpoint(tmp_path / "broken")["progress"]
     assert saved["global_step"] == resume_step
 
-    monkeypatch.setattr(T, "build_datasets", lambda config: datasets)
+    monkeypatch.setattr(DS, "build_datasets", lambda config: datasets)
     assert T.main(["--resume", str(tmp_path / "broken")]) == 0
 
     straight, resumed = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "broken")
@@ -193,12 +166,12 @@ def test_nan_guard_stops_with_epoch_and_step(tmp_path: Path, monkeypatch: pytest
 def test_depth_only_batch_gives_zero_segmentation_loss_and_a_finite_total() -> None:
     config = load_config(None, ["model.decoder_width=16"])
     torch.manual_seed(0)
-    model, _ = T.build_model(config, 6)
-    tasks = T.build_tasks(config)
+    depth_only = SyntheticStreetDataset(2, 64, 32, depth_only_fraction=1.0)
+    model, _ = DS.build_model(config, depth_only)
+    tasks = DS.build_tasks(config)
     balancer = T.build_balancer("fixed", [t.name for t in tasks])
     optimizer = T.build_optimizer(config, model.encoder, [model.decoder, model.heads], balancer)
-    batch = torch.utils.data.default_collate([SyntheticStreetDataset(2, 64, 32, depth_only_fraction=1.0)[i]
-                                              for i in range(2)])
+    batch = torch.utils.data.default_collate([depth_only[i] for i in range(2)])
     assert not batch["has_labels"].any()
     values = T.train_step(model, batch, tasks, balancer, optimizer, torch.amp.GradScaler("cpu", enabled=False),
                           mean=(0.5,) * 3, std=(0.25,) * 3, device=torch.device("cpu"), amp=False, grad_clip=1.0)
@@ -213,26 +186,27 @@ def test_init_from_a_weights_file_reinitialises_only_a_head_of_another_class_cou
     source = make_model(card, seed=1)
     save_weights(tmp_path / "nyud.safetensors", source, card)
     config = load_config(None, [f"init.weights={tmp_path / 'nyud.safetensors'}"])
-    model, description = T.build_model(config, 6)
+    six_classes = SyntheticStreetDataset(1, 64, 32)
+    model, description = DS.build_model(config, six_classes)
     state = model.state_dict()
     assert torch.equal(state["decoder.stages.0.laterals.0.weight"], source.state_dict()["decoder.stages.0.laterals.0.weight"])
     assert state["heads.segm.out.weight"].shape[0] == 6 and "heads.segm.out" in description
     narrow = load_config(None, [f"init.weights={tmp_path / 'nyud.safetensors'}", "model.decoder_width=64"])
     with pytest.raises(T.WeightsError, match="does not fit"):
-        T.build_model(narrow, 6)
+        DS.build_model(narrow, six_classes)
 
 
 def test_missing_imagenet_weights_fall_back_to_scratch_or_stop(monkeypatch: pytest.MonkeyPatch) -> None:
     def offline(name: str, pretrained_weights: str | None = None) -> None:
         raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
 
-    monkeypatch.setattr(T, "build_encoder", offline)
+    monkeypatch.setattr(model_init, "build_encoder", offline)
     with pytest.warns(RuntimeWarning, match=r"resnet18 \(resnet18-.*\.pth\) are not in the torch hub cache"):
-        assert T.imagenet_encoder("resnet18", "scratch") is None
+        assert model_init.imagenet_encoder("resnet18", "scratch") is None
     with pytest.raises(T.TrainingError, match="on_missing_weights: scratch"):
-        T.imagenet_encoder("resnet18", "stop")
+        model_init.imagenet_encoder("resnet18", "stop")
     with pytest.warns(RuntimeWarning, match="use model.backbone: tv_mobilenet_v2"):
-        assert T.imagenet_encoder("mobilenet_v2", "scratch") is None
+        assert model_init.imagenet_encoder("mobilenet_v2", "scratch") is None
 
 
 # -- recipe and command line -------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Training data: loaders for Cityscapes, KITTI, NYUDv2, a plain folder layout and
 procedural synthetic streets, all returning the same sample dict (see ``sample``),
-plus joint augmentation (``transforms``) and ``build_dataset`` for YAML recipes."""
+plus joint augmentation (``transforms``) and ``build_dataset`` for YAML recipes; and
+UTKFace for the face-attribute recipe."""
 from __future__ import annotations
 
 import inspect
@@ -20,10 +21,11 @@ from .synthetic import (SyntheticFrame, SyntheticStreetDataset, camera_pose, int
                         render_street_scene)
 from .transforms import (ColourJitter, Compose, RandomHorizontalFlip, RandomZoomCrop, Resize, eval_transforms,
                          train_transforms)
+from .utkface import RACE_NAMES, UTKFaceDataset, face_train_transforms, parse_name
 
 # synthetic splits draw disjoint seeds unless a recipe sets seed_offset
 SYNTHETIC_SPLIT_SEEDS = {"train": 0, "val": 1_000_000, "test": 2_000_000}
-DATASET_KINDS = ("folder", "cityscapes", "kitti", "nyud", "synthetic")
+DATASET_KINDS = ("folder", "cityscapes", "kitti", "nyud", "synthetic", "utkface")
 
 
 def _construct(cls: type, kind: str, args: tuple[Any, ...], transform: Transform | None,
@@ -55,6 +57,8 @@ def build_dataset(kind: str, root: str | Path | None, split: str | None, transfo
         return _construct(CityscapesDataset, kind, (root, split or "train"), transform, options)
     if kind == "nyud":
         return _construct(NyudDataset, kind, (root, split), transform, options)
+    if kind == "utkface":
+        return _construct(UTKFaceDataset, kind, (root, split), transform, options)
     if kind == "kitti":
         task = options.pop("task", "depth")
         if task == "depth":
@@ -67,9 +71,10 @@ def build_dataset(kind: str, root: str | Path | None, split: str | None, transfo
 
 __all__ = [
     "CITYSCAPES19_NAMES", "CITYSCAPES19_PALETTE", "DATASET_KINDS", "IGNORE_INDEX", "INVALID_DEPTH",
-    "LABEL_TO_TRAIN_ID", "CityscapesDataset", "ColourJitter", "Compose", "FileDataset", "FolderDataset",
+    "LABEL_TO_TRAIN_ID", "RACE_NAMES", "CityscapesDataset", "ColourJitter", "Compose", "FileDataset", "FolderDataset",
     "KittiDepthDataset", "KittiSemanticDataset", "NyudDataset", "RandomHorizontalFlip", "RandomZoomCrop",
     "Resize", "Sample", "SampleError", "SampleFiles", "SyntheticFrame", "SyntheticStreetDataset", "Transform",
-    "build_dataset", "camera_pose", "eval_transforms", "intrinsics", "label_ids_to_train_ids", "make_sample",
-    "render_sequence", "render_street_scene", "train_transforms",
+    "UTKFaceDataset", "build_dataset", "camera_pose", "eval_transforms", "face_train_transforms", "intrinsics",
+    "label_ids_to_train_ids", "make_sample", "parse_name", "render_sequence", "render_street_scene",
+    "train_transforms",
 ]

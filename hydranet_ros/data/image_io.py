@@ -8,6 +8,14 @@ import numpy as np
 
 from .sample import SampleError
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def image_files(directory: Path) -> list[Path]:
+    """The image files (by suffix) anywhere below ``directory``, sorted; hidden ones are left out."""
+    return sorted(p for p in Path(directory).rglob("*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
+
 
 def _imread(path: Path, flags: int) -> np.ndarray:
     if not path.is_file():
@@ -23,6 +31,14 @@ def read_rgb(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB; grey images are expanded and 16-bit ones reduced to 8 bits."""
     array = _imread(path, cv2.IMREAD_COLOR)  # always 3-channel 8-bit BGR
     return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+
+
+def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 -> (height, width, 3); area averaging when shrinking (no aliasing)."""
+    if tuple(image.shape[:2]) == tuple(size):
+        return image
+    shrink = image.shape[0] >= size[0] and image.shape[1] >= size[1]
+    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def read_uint16(path: Path) -> np.ndarray:

@@ -7,6 +7,9 @@ Contract (what training codes against):
     has_depth   bool 0-dim: the sample carries depth
     has_labels  bool 0-dim: the sample carries labels
     name        str, file stem or synthetic id
+
+Face-attribute datasets (``utkface``) return image and name as above, plus
+``age`` float32, ``gender`` float32 (0 male, 1 female) and ``race`` int64, all 0-dim.
 """
 from __future__ import annotations
 
@@ -37,6 +40,11 @@ def check_same_size(array: np.ndarray, image_hw: tuple[int, int], what: str, sou
                           f"but the image is {image_hw[1]}x{image_hw[0]}")
 
 
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 array -> the contract's (3, H, W) uint8 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
 def make_sample(image: np.ndarray, depth: np.ndarray | None, labels: np.ndarray | None, name: str) -> Sample:
     """Numpy arrays -> the contract's tensors; a missing annotation becomes its 'absent' fill."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -49,7 +57,7 @@ def make_sample(image: np.ndarray, depth: np.ndarray | None, labels: np.ndarray 
     if labels is not None:
         check_same_size(labels, hw, "labels", name)
     return {
-        "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+        "image": image_tensor(image),
         "depth": (torch.from_numpy(np.ascontiguousarray(depth)) if depth is not None
                   else torch.full(hw, INVALID_DEPTH, dtype=torch.float32)),
         "labels": (torch.from_numpy(labels.astype(np.int64)) if labels is not None

@@ -60,7 +60,7 @@ class Resize:
     of view is (see the module doc)."""
 
     def __init__(self, size: Size) -> None:
-        self.size = _check_size(size)
+        self.size = check_size(size)
 
     def __call__(self, sample: Sample) -> Sample:
         return _resize(sample, self.size)
@@ -72,7 +72,7 @@ class RandomZoomCrop:
     ``size=None`` keeps each sample's own size as the base."""
 
     def __init__(self, size: Size | None, scale_range: Sequence[float]) -> None:
-        self.size = None if size is None else _check_size(size)
+        self.size = None if size is None else check_size(size)
         lo, hi = (float(s) for s in scale_range)
         if not 0 < lo <= hi:
             raise ValueError(f"scale_range must be (min, max) with 0 < min <= max, got {tuple(scale_range)}")
@@ -98,7 +98,8 @@ class RandomHorizontalFlip:
     def __call__(self, sample: Sample) -> Sample:
         if torch.rand(()).item() >= self.p:
             return sample
-        return {**sample, **{key: sample[key].flip(-1) for key in ("image", "depth", "labels")}}
+        # a face sample has only an image; its labels (age, gender, race) do not move
+        return {**sample, **{key: sample[key].flip(-1) for key in ("image", "depth", "labels") if key in sample}}
 
 
 class ColourJitter:
@@ -148,7 +149,7 @@ def _random_offset(slack: int) -> int:
     return int(torch.randint(lo, hi + 1, ()).item())
 
 
-def _check_size(size: Sequence[int]) -> Size:
+def check_size(size: Sequence[int]) -> Size:
     if len(size) != 2 or min(int(s) for s in size) <= 0:
         raise ValueError(f"size must be (height, width) with positive entries, got {size!r}")
     return int(size[0]), int(size[1])

@@ -30,11 +30,15 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        check_fields(cls, data)
         return cls(**{**data, "extra_heads": dict(data.get("extra_heads", {}))})
+
+
+def check_fields(cls: type, data: dict[str, Any]) -> None:
+    """Refuse keys a config dataclass does not have (a card from a newer version, a typo)."""
+    unknown = set(data) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown model config fields: {sorted(unknown)}")
 
 
 class HydraNet(nn.Module):
