@@ -414,8 +414,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except (TrainingError, CheckpointError, WeightsError, OSError, ValueError) as exc:
         # expected failures (wrong paths, bad data, divergence) get a message, not a traceback
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {_without_worker_traceback(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _without_worker_traceback(message: str) -> str:
+    """DataLoader workers re-raise with the worker's whole traceback in the message;
+    its last line is the error itself."""
+    if "Original Traceback" in message:
+        return message.strip().splitlines()[-1]
+    return message
 
 
 if __name__ == "__main__":

@@ -114,6 +114,9 @@ FREE_FORM = {
     ("data", "transform"), ("data", "val_transform"), ("balancing", "weights"), ("provenance",),
 }
 
+# keys with a default that may still be set to null: no validation split trains without validation
+NULLABLE = {("data", "val_split")}
+
 TASK_DATA_KINDS = {"face_attributes": ("utkface",)}  # every other kind is depth_segmentation's
 
 CHOICES = {
@@ -244,7 +247,8 @@ def _check_types(config: Mapping[str, Any], defaults: Mapping[str, Any], path: t
         if default is None:  # optional paths: any value
             continue
         if value is None:
-            problems.append(f"{_dotted(where)} must be set (it is empty)")
+            if where not in NULLABLE:
+                problems.append(f"{_dotted(where)} must be set (it is empty)")
             continue
         if isinstance(default, dict):
             if not isinstance(value, dict):

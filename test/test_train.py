@@ -295,3 +295,28 @@ def test_recipe_path_trains_on_augmented_synthetic_data(tmp_path: Path, capsys: 
     card = read_card(out)
     assert card.provenance["dataset"]["kind"] == "synthetic" and card.provenance["dataset"]["val_samples"] == 4
     assert card.provenance["dataset"]["skipped_samples"] == {"train": 0, "val": 0}
+
+
+def test_training_without_a_validation_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = {**TINY_RECIPE, "data": {**TINY_RECIPE["data"], "val_split": None}, "schedule": {"epochs": 1}}
+    assert load_config(None, ["data.val_split=null"])["data"]["val_split"] is None
+    assert run(tmp_path, monkeypatch, (synthetic(8, 64, 32), None), name="noval", recipe=recipe) == 0
+    load_weights(tmp_path / "noval.safetensors")
+
+
+@pytest.mark.filterwarnings("ignore:skipping unusable sample")
+@pytest.mark.parametrize("workers", [0, 1])
+def test_all_samples_unusable_stops_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                   workers: int) -> None:
+    images = tmp_path / "data" / "train" / "images"
+    images.mkdir(parents=True)
+    for i in range(3):
+        (images / f"f{i}.png").write_bytes(b"not a png")
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY_RECIPE, "name": "bad", "data": {
+        "kind": "folder", "val_split": None, "num_workers": workers, "batch_size": 2,
+        "transform": {"size": [32, 64]}}}))
+    code = T.main(["--config", str(recipe), "--run-dir", str(tmp_path / "run"), "--data", str(tmp_path / "data")])
+    assert code == T.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "every sample under" in err and "f2.png" in err and "Traceback" not in err

@@ -127,7 +127,9 @@ class FileDataset(Dataset):
                 self._reject(candidate, error)
                 continue
             return self.transform(sample) if self.transform is not None else sample
-        raise RuntimeError(f"every sample under {str(self.root)!r} is unusable; skipped: {self.skipped}")
+        # a ValueError, so the training script reports it as bad data rather than a crash;
+        # one string argument, so a DataLoader worker can re-raise it in the main process
+        raise ValueError(f"every sample under {str(self.root)!r} is unusable; skipped: {self.skipped}")
 
     def verify(self) -> list[str]:
         """Decode every sample now (slow: reads the whole dataset) so that ``skipped`` is
