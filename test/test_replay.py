@@ -337,7 +337,6 @@ def test_demo_without_weights_names_the_path(tmp_path, capsys, monkeypatch):
 
 
 def test_demo_renders_with_the_synthetic_generator(tmp_path, capsys, weights_file):
-    pytest.importorskip("hydranet_ros.data.synthetic")
     directory = tmp_path / "demo"
     code, _, stderr = run(capsys, "--demo", "--output-dir", directory, "--weights", weights_file,
                           "--frames", 2, "--width", WIDTH, "--height", HEIGHT)
