@@ -23,6 +23,7 @@ from .backends import BACKENDS
 from .colour import COLORMAPS
 from .image_codec import decode_compressed, decode_image
 from .outputs import OUTPUT_SPECS, OutputSpec
+from .timing import stage_stats
 
 NODE_NAME = "hydranet_node"
 PACKAGE = "hydranet_ros"
@@ -520,10 +521,6 @@ def stamp_latency(stamp_ns: int, now_ns: int) -> float | None:
     return (now_ns - stamp_ns) / 1e9
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else math.nan
-
-
 @dataclass(frozen=True)
 class StatsSnapshot:
     received: int
@@ -603,9 +600,9 @@ class Stats:
         with self._lock:
             self.processed += 1
             self._done_times.append(self._clock())
-            self._inference.append(inference_s * 1e3)
+            self._inference.append(inference_s)
             if latency_s is not None:
-                self._latency.append(latency_s * 1e3)
+                self._latency.append(latency_s)
 
     def snapshot(self) -> StatsSnapshot:
         with self._lock:
@@ -617,10 +614,9 @@ class Stats:
             n = len(recent)
 
             def summary(samples: deque[float]) -> tuple[float, float, float]:
-                # timings of the frames inside the window only
-                values = list(samples)[-n:] if n else []
-                return (percentile(values, 50), percentile(values, 95),
-                        max(values) if values else math.nan)
+                # timings of the frames inside the window only, in ms as replay reports them
+                stats = stage_stats(list(samples)[-n:] if n else [])
+                return stats.p50_ms, stats.p95_ms, stats.max_ms
 
             return StatsSnapshot(
                 received=self.received, processed=self.processed, dropped=self.dropped, bad=self.bad,
