@@ -14,7 +14,9 @@ warm-up and with the device synchronised around every timed call, it measures:
   raw outputs copied to the CPU, OpenCV upsampling, numpy argmax, palette and blend);
 
 and reports frames per second, latency p50/p99, peak memory, parameters and
-multiply-accumulates (MACs) per frame, as a table, JSON and a PNG chart.
+multiply-accumulates (MACs) per frame, as a table, JSON and a PNG chart; with
+several resolutions or batch sizes, also how HydraNet's cost grows with pixel
+count and its throughput with batch size (``scaling``).
 """
 from __future__ import annotations
 
@@ -381,6 +383,71 @@ def comparisons(results: Sequence[Result]) -> list[dict]:
     return rows
 
 
+def scaling(results: Sequence[Result]) -> list[dict]:
+    """How HydraNet's cost grows with pixel count and its throughput with batch
+    size, per precision and mode, as flat rows of two kinds:
+
+    * ``{"kind": "pixels", "precision", "mode", "batch", "resolution", "mpix",
+      "ms_per_frame", "us_per_mpix", "relative"}``: one per resolution, for each
+      batch size measured at two or more resolutions. ``mpix`` is megapixels per
+      frame, ``ms_per_frame`` the mean call time divided by the batch,
+      ``us_per_mpix`` microseconds per megapixel-frame and ``relative`` that
+      divided by its value at the largest resolution: 1.0 is cost linear in pixel
+      count, above 1 small frames pay a fixed overhead.
+    * ``{"kind": "batch", "precision", "mode", "resolution", "batch", "fps",
+      "speedup", "efficiency"}``: one per batch size, for each resolution measured
+      at two or more batch sizes. ``speedup`` is frames per second over those at
+      the smallest batch, ``efficiency`` the speedup over the batch ratio: 1.0 is
+      N x the throughput from N frames per call.
+
+    Pixel rows come first, then batch rows; each sorted by precision, mode and
+    then pixel count or batch size.
+    """
+    # One run per configuration: a resolution or batch given twice counts once.
+    runs = list({(r.precision, r.mode, r.width, r.height, r.batch): r
+                 for r in results if r.variant == "hydranet"}.values())
+    by_batch = _groups(runs, lambda r: (r.precision, MODES.index(r.mode), r.batch), _pixel_order)
+    by_resolution = _groups(runs, lambda r: (r.precision, MODES.index(r.mode), *_pixel_order(r)), lambda r: r.batch)
+    return [row for group in by_batch for row in _pixel_rows(group)] + \
+        [row for group in by_resolution for row in _batch_rows(group)]
+
+
+def _pixel_order(r: Result) -> tuple[int, int, int]:
+    return r.width * r.height, r.width, r.height
+
+
+def _groups(runs: Iterable[Result], group: Callable[[Result], tuple],
+            order: Callable[[Result], object]) -> list[list[Result]]:
+    """``runs`` split by ``group`` (groups in sorted order), each sorted by ``order``;
+    groups of one are dropped, since a single point shows no scaling."""
+    groups: dict[tuple, list[Result]] = {}
+    for r in runs:
+        groups.setdefault(group(r), []).append(r)
+    return [sorted(members, key=order) for _, members in sorted(groups.items()) if len(members) > 1]
+
+
+def _us_per_mpix(r: Result) -> float:
+    return r.mean_ms / r.batch * 1e3 / (r.width * r.height / 1e6)
+
+
+def _pixel_rows(runs: Sequence[Result]) -> list[dict]:
+    # The largest frame is the reference: fixed per-call overhead is the smallest share of its cost.
+    reference = _us_per_mpix(max(runs, key=_pixel_order))
+    return [{"kind": "pixels", "precision": r.precision, "mode": r.mode, "batch": r.batch,
+             "resolution": r.resolution, "mpix": r.width * r.height / 1e6, "ms_per_frame": r.mean_ms / r.batch,
+             "us_per_mpix": _us_per_mpix(r), "relative": _us_per_mpix(r) / reference} for r in runs]
+
+
+def _batch_rows(runs: Sequence[Result]) -> list[dict]:
+    base = min(runs, key=lambda r: r.batch)
+    rows = []
+    for r in runs:
+        speedup = r.fps / base.fps
+        rows.append({"kind": "batch", "precision": r.precision, "mode": r.mode, "resolution": r.resolution,
+                     "batch": r.batch, "fps": r.fps, "speedup": speedup, "efficiency": speedup * base.batch / r.batch})
+    return rows
+
+
 def format_table(results: Sequence[Result], ratios: Sequence[dict]) -> str:
     header = (f"{'resolution':<10} {'prec':<4} {'batch':>5} {'variant':<8} {'mode':<5} {'backend':<11} "
               f"{'fps':>8} {'p50 ms':>8} {'p99 ms':>8} {'peak MiB':>8} {'params M':>8} {'GMAC':>7}")
@@ -397,6 +464,36 @@ def format_table(results: Sequence[Result], ratios: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+# (heading, key, format): the heading takes the format's alignment and width.
+PIXEL_COLUMNS = (("prec", "precision", "<4"), ("mode", "mode", "<5"), ("batch", "batch", ">5"),
+                 ("resolution", "resolution", "<10"), ("Mpix", "mpix", ">7.3f"), ("ms/frame", "ms_per_frame", ">9.3f"),
+                 ("us/Mpix", "us_per_mpix", ">10.0f"), ("relative", "relative", ">8.2f"))
+BATCH_COLUMNS = (("prec", "precision", "<4"), ("mode", "mode", "<5"), ("resolution", "resolution", "<10"),
+                 ("batch", "batch", ">5"), ("fps", "fps", ">9.1f"), ("speedup", "speedup", ">7.2f"),
+                 ("efficiency", "efficiency", ">10.2f"))
+
+
+def format_scaling(rows: Sequence[dict]) -> str:
+    """``scaling``'s rows as up to two tables; empty when there is nothing to report."""
+    pixels, batches = ([row for row in rows if row["kind"] == kind] for kind in ("pixels", "batch"))
+    sections = [
+        _text_table("HydraNet cost vs pixel count (relative: us/Mpix over that at the largest resolution; "
+                    "1.00 = linear in pixels)", PIXEL_COLUMNS, pixels),
+        _text_table("HydraNet throughput vs batch size (efficiency: speedup over the batch ratio; "
+                    "1.00 = N x the frames per second)", BATCH_COLUMNS, batches),
+    ]
+    return "\n\n".join(section for section in sections if section)
+
+
+def _text_table(title: str, columns: Sequence[tuple[str, str, str]], rows: Sequence[dict]) -> str:
+    if not rows:
+        return ""
+    header = " ".join(f"{heading:{fmt.split('.')[0]}}" for heading, _, fmt in columns)
+    lines = [title, header, "-" * len(header)]
+    lines += [" ".join(f"{row[key]:{fmt}}" for _, key, fmt in columns) for row in rows]
+    return "\n".join(lines)
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -410,7 +507,8 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or "cpu"
 
 
-def report(args: argparse.Namespace, device: torch.device, results: Sequence[Result], ratios: Sequence[dict]) -> dict:
+def report(args: argparse.Namespace, device: torch.device, results: Sequence[Result], ratios: Sequence[dict],
+           scale: Sequence[dict]) -> dict:
     try:
         import onnxruntime
         ort_version: str | None = onnxruntime.__version__
@@ -433,6 +531,7 @@ def report(args: argparse.Namespace, device: torch.device, results: Sequence[Res
         "targets": TARGETS,
         "results": [asdict(r) for r in results],
         "comparisons": list(ratios),
+        "scaling": list(scale),
     }
 
 
@@ -556,13 +655,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     order = {name: i for i, name in enumerate((*VARIANTS, *MODES, "naive"))}
     results.sort(key=lambda r: (r.width * r.height, r.width, r.batch, r.precision, order[r.variant], order[r.mode]))
-    ratios = comparisons(results)
+    ratios, scale = comparisons(results), scaling(results)
     if not args.quiet:
         print(f"{device_name(device)} ({device}), torch {torch.__version__}")
         print(format_table(results, ratios))
+        scale_table = format_scaling(scale)
+        if scale_table:
+            print("\n" + scale_table)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report(args, device, results, ratios), indent=2))
+        args.json.write_text(json.dumps(report(args, device, results, ratios, scale), indent=2))
     if args.chart:
         draw_chart(results, f"hydranet_bench on {device_name(device)}", args.chart)
     return 0

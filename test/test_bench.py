@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -10,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from hydranet_ros.bench import (MODES, NaivePipeline, _strip_options, count_macs, count_params, main,
-                                single_task)
+from hydranet_ros.bench import (MODES, NaivePipeline, Result, _strip_options, count_macs, count_params,
+                                format_scaling, main, scaling, single_task)
 from hydranet_ros.predictor import Predictor
 
 from conftest import make_card, make_model
@@ -53,7 +54,9 @@ def test_cpu_run_writes_every_variant_and_field(tmp_path: Path, capsys: pytest.C
     out, chart = tmp_path / "bench.json", tmp_path / "bench.png"
     assert main(["--device", "cpu", "--resolution", "64x48", "--iters", "2", "--warmup", "1",
                  "--threads", "1", "--no-isolate", "--json", str(out), "--chart", str(chart)]) == 0
-    assert "hydranet_vs_stacked_fps" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "hydranet_vs_stacked_fps" in printed
+    assert "HydraNet cost vs pixel count" not in printed  # one resolution, one batch: no scaling to show
     report = json.loads(out.read_text())
     rows = {(r["variant"], r["mode"]): r for r in report["results"]}
     expected = {(v, m) for v in ("segm", "depth", "stacked", "hydranet") for m in MODES} | {("naive", "naive")}
@@ -72,6 +75,63 @@ def test_cpu_run_writes_every_variant_and_field(tmp_path: Path, capsys: pytest.C
     assert {"hydranet_vs_stacked_fps", "fast_vs_naive_fps"} <= set(report["comparisons"][-1])
     image = cv2.imread(str(chart))
     assert image is not None and image.shape[0] > 100
+
+
+def _run(width: int, height: int, batch: int, mean_ms: float, variant: str = "hydranet", mode: str = "model") -> Result:
+    return Result(width, height, "fp32", batch, variant, mode, "eager", fps=batch * 1000.0 / mean_ms, mean_ms=mean_ms,
+                  p50_ms=mean_ms, p99_ms=mean_ms, peak_mem_mib=None, params=1, gmacs=1.0)
+
+
+def test_pixel_scaling_is_per_megapixel_and_relative_to_the_largest_frame() -> None:
+    rows = scaling([
+        _run(2000, 1000, 1, 25.0),           # 2 Mpix: 12500 us/Mpix, the reference
+        _run(1000, 500, 1, 10.0),            # 0.5 Mpix: 20000 us/Mpix, 1.6x the reference
+        _run(1000, 500, 1, 99.0, "stacked"),  # other variants do not count
+        _run(1000, 500, 1, 99.0, "naive", "naive"),
+        _run(1000, 500, 1, 99.0, mode="e2e"),  # e2e at one resolution only: nothing to compare
+    ])
+    assert rows == [
+        {"kind": "pixels", "precision": "fp32", "mode": "model", "batch": 1, "resolution": "1000x500",
+         "mpix": 0.5, "ms_per_frame": 10.0, "us_per_mpix": 20000.0, "relative": pytest.approx(1.6)},
+        {"kind": "pixels", "precision": "fp32", "mode": "model", "batch": 1, "resolution": "2000x1000",
+         "mpix": 2.0, "ms_per_frame": 25.0, "us_per_mpix": 12500.0, "relative": 1.0},
+    ]
+    assert "1000x500" in format_scaling(rows) and "batch size" not in format_scaling(rows)
+
+
+def test_batch_scaling_is_relative_to_the_smallest_batch() -> None:
+    # One resolution: no pixel rows. Batch 2 per frame in 12.5 / 2 ms, batch 4 in 20 / 4 ms.
+    rows = scaling([_run(1000, 500, 4, 20.0), _run(1000, 500, 1, 10.0), _run(1000, 500, 2, 12.5)])
+    assert [row["kind"] for row in rows] == ["batch"] * 3
+    assert [(row["batch"], row["fps"], row["speedup"], row["efficiency"]) for row in rows] == [
+        (1, 100.0, 1.0, 1.0), (2, 160.0, pytest.approx(1.6), pytest.approx(0.8)), (4, 200.0, 2.0, 0.5)]
+    assert rows[0] == {"kind": "batch", "precision": "fp32", "mode": "model", "resolution": "1000x500", "batch": 1,
+                       "fps": 100.0, "speedup": 1.0, "efficiency": 1.0}
+
+
+def test_one_measurement_has_no_scaling() -> None:
+    assert scaling([_run(1000, 500, 1, 10.0), _run(2000, 1000, 2, 10.0, "stacked")]) == []
+    assert format_scaling([]) == ""
+
+
+def test_cpu_run_reports_pixel_and_batch_scaling(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["--device", "cpu", "--resolution", "64x48", "--resolution", "96x64", "--batch", "1", "--batch", "2",
+                 "--variants", "hydranet", "--modes", "model", "--iters", "2", "--warmup", "1", "--threads", "1",
+                 "--no-isolate", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "HydraNet cost vs pixel count" in printed and "HydraNet throughput vs batch size" in printed
+    rows = json.loads(out.read_text())["scaling"]
+    configs = [(batch, resolution) for batch in (1, 2) for resolution in ("64x48", "96x64")]
+    assert [(r["batch"], r["resolution"]) for r in rows if r["kind"] == "pixels"] == configs
+    by_resolution = sorted(configs, key=lambda config: config[::-1])
+    assert [(r["batch"], r["resolution"]) for r in rows if r["kind"] == "batch"] == by_resolution
+    for row in rows:
+        assert (row["precision"], row["mode"]) == ("fp32", "model")
+        numbers = [value for key, value in row.items() if key not in ("kind", "precision", "mode", "resolution")]
+        assert all(math.isfinite(value) and value > 0 for value in numbers)
+    assert all(r["relative"] == 1.0 for r in rows if r.get("resolution") == "96x64" and r["kind"] == "pixels")
+    assert all(r["speedup"] == r["efficiency"] == 1.0 for r in rows if r["kind"] == "batch" and r["batch"] == 1)
 
 
 @pytest.mark.parametrize("argv, message", [
