@@ -194,6 +194,33 @@ class CompiledRunner:
         return self._fn(x)
 
 
+class ShapeCache:
+    """Up to ``capacity`` entries by input shape, least recently used dropped first:
+    one per camera resolution, without hoarding a graph (and its memory pool) for
+    every size a folder of images ever had."""
+
+    def __init__(self, capacity: int = MAX_CAPTURED_SHAPES) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple, object] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self._entries
+
+    def get_or_create(self, key: tuple, create: Callable[[], object]) -> object:
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        entry = self._entries[key] = create()
+        if len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+        return entry
+
+
 class CudaGraphRunner:
     """Captures the network once per input shape into a CUDA graph and replays it:
     one launch per frame instead of a few hundred. The returned tensors are static
@@ -206,21 +233,14 @@ class CudaGraphRunner:
         torch.backends.cudnn.benchmark = True  # fixed shapes: autotune once per shape, then reuse
         self.module = module
         self.warmup_iterations = warmup_iterations
-        self._graphs: OrderedDict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, RawOutputs]] = OrderedDict()
+        self._graphs = ShapeCache()
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> RawOutputs:
         if not x.is_cuda:
             raise RuntimeError("CUDA graphs need the input on a CUDA device")
         key = (tuple(x.shape), tuple(x.stride()), x.dtype, x.device)
-        entry = self._graphs.get(key)
-        if entry is None:
-            entry = self._graphs[key] = self._capture(x)
-            if len(self._graphs) > MAX_CAPTURED_SHAPES:
-                self._graphs.popitem(last=False)  # least recently used shape
-        else:
-            self._graphs.move_to_end(key)
-        graph, static_input, static_outputs = entry
+        graph, static_input, static_outputs = self._graphs.get_or_create(key, lambda: self._capture(x))
         static_input.copy_(x)
         graph.replay()
         return static_outputs
@@ -237,7 +257,9 @@ class CudaGraphRunner:
                 self.module(static_input)
         current.wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: the node captures in its inference thread while the ROS
+        # executor thread keeps running; only this thread's CUDA calls matter
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             static_outputs = self.module(static_input)
         return graph, static_input, static_outputs
 

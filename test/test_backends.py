@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hydranet_ros import backends
-from hydranet_ros.backends import copy_to_host, fallback_chain, unavailable_reason
+from hydranet_ros.backends import ShapeCache, copy_to_host, fallback_chain, unavailable_reason
 from hydranet_ros.predictor import OUTPUTS, Predictor
 
 from conftest import make_card, make_model
@@ -68,6 +68,16 @@ def test_missing_onnxruntime_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch
     assert "onnxruntime is not installed" in caplog.text
 
 
+def test_compile_backend_really_compiles_and_matches_eager(eager_result) -> None:
+    """torch.compile through inductor on the CPU (about a minute on two cores): the
+    same network, so the same outputs; the GPU adds CUDA graphs to the same path."""
+    p = predictor("compile")
+    result = p.predict(IMAGE, OUTPUTS)
+    assert p.backend == "compile"  # a failed compile would have switched to eager
+    np.testing.assert_allclose(result.depth, eager_result.depth, rtol=1e-4, atol=1e-5)
+    assert (result.labels == eager_result.labels).mean() > 0.999
+
+
 def test_compile_failure_switches_to_eager_and_reports_it(monkeypatch: pytest.MonkeyPatch, eager_result,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     def broken_compile(module, **kwargs):
@@ -114,3 +124,29 @@ def test_bad_backend_and_graph_without_weights_raise_clear_errors() -> None:
 def test_copy_to_host_returns_arrays() -> None:
     host = copy_to_host({"a": torch.arange(6, dtype=torch.uint8).view(2, 3)})
     assert isinstance(host["a"], np.ndarray) and host["a"].tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_shape_cache_keeps_the_most_recently_used_shapes() -> None:
+    made: list[tuple] = []
+
+    def get(cache: ShapeCache, key: tuple) -> object:
+        return cache.get_or_create(key, lambda: made.append(key) or f"graph{key}")
+
+    cache = ShapeCache(capacity=2)
+    assert get(cache, (480, 640)) == "graph(480, 640)"
+    get(cache, (375, 1242))
+    get(cache, (480, 640))          # used again: now the most recent
+    get(cache, (1080, 1920))        # evicts (375, 1242), the least recently used
+    assert made == [(480, 640), (375, 1242), (1080, 1920)]
+    assert (480, 640) in cache and (375, 1242) not in cache and len(cache) == 2
+    get(cache, (375, 1242))         # captured again when it comes back
+    assert made[-1] == (375, 1242)
+    with pytest.raises(ValueError, match="capacity"):
+        ShapeCache(capacity=0)
+
+
+def test_cuda_graph_runner_refuses_a_cpu_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # the runner switches it on
+    runner = backends.CudaGraphRunner(make_model(make_card()))
+    with pytest.raises(RuntimeError, match="CUDA graphs need the input on a CUDA device"):
+        runner(torch.zeros(1, 3, 32, 32))
