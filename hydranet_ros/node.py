@@ -153,15 +153,18 @@ class HydraNetNode(Node):
             raise ParamError([("weights", f"cannot load {path}: {error}")]) from error
         except RuntimeError as error:  # CUDA errors, out of memory while moving the model
             raise ParamError([("device", f"cannot run {path} on {self.config.device}: {error}")]) from error
-        if predictor.device.type == "cuda":
-            # cuDNN picks its kernels on the first frames; do it before the camera starts
-            predictor.warmup(480, 640, iterations=1)
         return predictor
 
     def _device_description(self) -> str:
+        """Device, precision and the backend that runs now: a failed compile or
+        capture switches to eager at any frame, and diagnostics must say so."""
         device = self._predictor.device
         name = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
         return f"{device}{name} {self._predictor.precision} {self._predictor.backend}"
+
+    def _note_backend(self) -> None:
+        if not self._stats.device.endswith(f" {self._predictor.backend}"):
+            self._stats.device = self._device_description()
 
     def _publish_label_info(self):
         card = self._predictor.card
@@ -212,7 +215,30 @@ class HydraNetNode(Node):
 
     # ----- worker thread --------------------------------------------------------
 
+    def _warm_up(self) -> None:
+        """Compile, capture and autotune for the camera's size before its first frame.
+        It runs here, in the inference thread, because torch.compile keeps its CUDA
+        graphs per thread; frames that arrive meanwhile wait in the slot (newest only)."""
+        if self.config.warmup_size is None:
+            return
+        width, height = self.config.warmup_size
+        start = time.perf_counter()
+        try:
+            self._predictor.warmup(height, width)
+        except Exception as error:  # noqa: BLE001 - e.g. out of memory at this size: frames may still fit
+            if self._slot.closed:
+                return  # shut down while warming up: the predictor may be gone
+            self.get_logger().error(f"warm-up at {width}x{height} failed, continuing without: "
+                                    f"{type(error).__name__}: {error}")
+            return
+        if self._slot.closed:
+            return
+        self._note_backend()
+        self.get_logger().info(f"warmed up at {width}x{height} in {time.perf_counter() - start:.1f} s "
+                               f"on {self._stats.device}")
+
     def _work(self) -> None:
+        self._warm_up()
         while not self._slot.closed:
             msg = self._slot.take(timeout=WORKER_POLL_S)
             if msg is None:
@@ -255,6 +281,7 @@ class HydraNetNode(Node):
             self.get_logger().error(f"frame dropped, {reason}", throttle_duration_sec=THROTTLE_S)
             return
         inference_s = time.perf_counter() - start
+        self._note_backend()
 
         header = msg.header   # every output carries the input's stamp and frame_id unchanged
         for spec in OUTPUT_SPECS:

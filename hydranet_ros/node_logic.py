@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any, Callable, Generic, Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
+import torch
 
 from .backends import BACKENDS
 from .colour import COLORMAPS
+from .export import parse_size
 from .image_codec import decode_compressed, decode_image
 from .outputs import OUTPUT_SPECS, OutputSpec
+from .predictor import PRECISION_CHOICES, resolve_device, resolve_precision
 from .timing import stage_stats
 
 NODE_NAME = "hydranet_node"
@@ -36,7 +39,7 @@ CAMERA_INFO_TOPIC = "camera_info"
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-PRECISION_CHOICES = ("fp32", "fp16", "bf16")
+DEFAULT_WARMUP_SIZE = "640x480"
 UNLABELED_ID = 255
 # 4K UHD: large enough for any camera we expect, small enough to catch garbage headers
 DEFAULT_MAX_INPUT_PIXELS = 3840 * 2160
@@ -87,6 +90,11 @@ def _as_str(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {value!r}")
     return value.strip()
+
+
+def _size_or_empty(value: Any) -> tuple[int, int] | None:
+    text = _as_str(value)
+    return parse_size(text) if text else None
 
 
 def _choice(choices: Sequence[str]) -> Callable[[Any], str]:
@@ -161,13 +169,19 @@ PARAMS: tuple[ParamSpec, ...] = (
               f"<share>/{PACKAGE}/{SHIPPED_WEIGHTS}", _as_str),
     ParamSpec("device", "auto", "Inference device: auto (CUDA if available), cpu, cuda or cuda:N",
               _device),
-    ParamSpec("precision", "fp32", "Inference precision: fp32, fp16 (CUDA only) or bf16",
+    ParamSpec("precision", "auto",
+              "Inference precision: auto (fp16 on CUDA, fp32 on the CPU), fp32, fp16 (CUDA only) or bf16",
               _choice(PRECISION_CHOICES), PRECISION_CHOICES),
     ParamSpec("backend", "auto",
               "How the network runs: auto (CUDA graphs on a GPU, eager on the CPU), eager, compile "
               "(torch.compile), cudagraph, onnxruntime or tensorrt; an unavailable one falls back "
               "with a warning and the log and diagnostics name the one that runs",
               _choice(BACKENDS), BACKENDS),
+    ParamSpec("warmup_size", DEFAULT_WARMUP_SIZE,
+              "Input size WIDTHxHEIGHT run through the network before the first frame, so that "
+              "compilation, CUDA-graph capture and cuDNN autotuning happen then: set it to the "
+              "camera's size; empty = no warm-up (the first frame of each size pays instead)",
+              _size_or_empty),
     *_output_params(),
     ParamSpec("publish_depth_camera_info", True,
               "Subscribe to camera_info and publish depth/camera_info (intrinsics scaled to the "
@@ -210,6 +224,7 @@ class NodeConfig:
     device: str
     precision: str
     backend: str
+    warmup_size: tuple[int, int] | None  # (width, height); None = no warm-up
     outputs: tuple[str, ...]            # image outputs switched on, in OUTPUT_SPECS order
     publish_depth_camera_info: bool
     publish_label_info: bool
@@ -256,13 +271,14 @@ def load_config(values: Mapping[str, Any]) -> NodeConfig:
     lo, hi = checked["depth_display_min"], checked["depth_display_max"]
     if hi > 0 and lo >= hi:
         problems.append(("depth_display_min", f"must be below depth_display_max ({hi:g}), got {lo:g}"))
-    problems += _device_problems(checked["device"], checked["precision"])
+    problems += _device_problems(checked["device"], checked["precision"], checked["backend"])
     if problems:
         raise ParamError(problems)
 
     return NodeConfig(
         weights=checked["weights"], device=checked["device"], precision=checked["precision"],
-        backend=checked["backend"], outputs=outputs, publish_depth_camera_info=checked["publish_depth_camera_info"],
+        backend=checked["backend"], warmup_size=checked["warmup_size"], outputs=outputs,
+        publish_depth_camera_info=checked["publish_depth_camera_info"],
         publish_label_info=checked["publish_label_info"], overlay_alpha=checked["overlay_alpha"],
         depth_range=(lo, hi) if hi > 0 else None, depth_colormap=checked["depth_colormap"],
         qos_reliability=checked["qos_reliability"], qos_depth=checked["qos_depth"],
@@ -270,12 +286,8 @@ def load_config(values: Mapping[str, Any]) -> NodeConfig:
         max_input_pixels=checked["max_input_pixels"] or None, log_period=checked["log_period"])
 
 
-def _device_problems(device: str, precision: str) -> list[tuple[str, str]]:
+def _device_problems(device: str, precision: str, backend: str) -> list[tuple[str, str]]:
     """Ask the predictor's own resolvers, so the node and the tools agree on what is valid."""
-    from .predictor import resolve_device, resolve_precision
-
-    import torch
-
     try:
         resolved = resolve_device(device)
     except (ValueError, RuntimeError) as error:
@@ -283,7 +295,7 @@ def _device_problems(device: str, precision: str) -> list[tuple[str, str]]:
     if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
         return [("device", f"{device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")]
     try:
-        resolve_precision(precision, resolved)
+        resolve_precision(precision, resolved, backend)
     except (ValueError, RuntimeError) as error:
         return [("precision", str(error))]
     return []
@@ -330,6 +342,21 @@ def parameter_table_markdown() -> str:
     rows += [f"| `{s.name}` | {s.type_name} | `{json.dumps(s.default)}` | {s.description} |"
              for s in PARAMS]
     return "\n".join(rows)
+
+
+def parameters_yaml() -> str:
+    """config/hydranet.yaml: every parameter at its default, with its description."""
+    lines = [
+        "# Default parameters of hydranet_node (see `ros2 run hydranet_ros hydranet_node --help`).",
+        "# Generated by hydranet_ros.node_logic.parameters_yaml(); test_node_logic checks it is current.",
+        "# Use with: ros2 run hydranet_ros hydranet_node --ros-args --params-file config/hydranet.yaml",
+        "/**:",
+        "  ros__parameters:",
+    ]
+    for spec in PARAMS:
+        # JSON scalars are YAML scalars, and they keep strings quoted (an empty or "auto" value)
+        lines += [f"    # {spec.description}", f"    {spec.name}: {json.dumps(spec.default)}"]
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------

@@ -5,10 +5,12 @@ after the upload (normalise, model, upsample, argmax, palette, blend, depth
 colouring) runs on the model's device; each requested output is copied back once.
 
 How the network itself runs is the ``backend`` option (``backends.py``): eager
-PyTorch (default), torch.compile, CUDA graphs, ONNX Runtime or TensorRT; an
-unavailable one falls back, with a warning, and ``Predictor.backend`` names the
-one that actually runs. Fixed-shape backends compile or capture on the first
-frame of each size, so call ``warmup(height, width)`` before the first real frame.
+PyTorch, torch.compile, CUDA graphs, ONNX Runtime or TensorRT, or ``auto`` (the
+default: CUDA graphs on a GPU, eager on the CPU); an unavailable one falls back,
+with a warning, and ``Predictor.backend`` names the one that actually runs.
+Fixed-shape backends compile or capture on the first frame of each size, so call
+``warmup(height, width)`` before the first real frame, in the thread that will
+run the frames (torch.compile keeps its CUDA graphs per thread).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from .weights import ModelCard, load_weights
 
 OUTPUTS = ("depth", "labels", "overlay", "depth_colour", "segm_colour")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISION_CHOICES = ("auto", *PRECISIONS)
 DEFAULT_OUTPUTS = ("depth", "labels", "overlay")
 
 
@@ -53,17 +56,28 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+def precision_name(precision: str, device: torch.device, backend: str = "auto") -> str:
+    """The concrete precision for a request; ``auto`` is the fastest one that keeps
+    the results: fp16 on CUDA (fp32 for the onnxruntime backend, whose exported graph
+    is fp32), fp32 on the CPU, where fp16 is not supported and bf16 is slower on most
+    processors. Raises a ValueError for one the device cannot run."""
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" and backend != "onnxruntime" else "fp32"
     if precision == "fp16" and device.type == "cpu":
-        raise ValueError("precision 'fp16' is not supported on the CPU; use 'fp32' or 'bf16'")
+        raise ValueError("precision 'fp16' is not supported on the CPU; use 'fp32', 'bf16' or 'auto'")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"precision 'bf16' is not supported on {torch.cuda.get_device_name(device)}")
-    return PRECISIONS[precision]
+    return precision
 
 
-def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def resolve_precision(precision: str, device: torch.device, backend: str = "auto") -> torch.dtype:
+    return PRECISIONS[precision_name(precision, device, backend)]
+
+
+def normalise(images: torch.Tensor, mean: Sequence[float] | torch.Tensor,
+              std: Sequence[float] | torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) uint8 -> float32 ``(x / 255 - mean) / std``, the model's input.
     Training calls this too, so it sees exactly what the predictor feeds the model."""
     if images.dim() != 4 or images.shape[1] != 3:
@@ -96,13 +110,15 @@ def _host_tensor(array: np.ndarray) -> torch.Tensor:
 class Predictor:
     def __init__(self, model: HydraNet | None, card: ModelCard, device: str | torch.device = "auto",
                  precision: str = "fp32", overlay_alpha: float = 0.5, depth_colormap: str = "turbo",
-                 depth_range: tuple[float, float] | None = None, backend: str = "eager",
+                 depth_range: tuple[float, float] | None = None, backend: str = "auto",
                  onnx_model: OnnxSource | None = None) -> None:
         """``model`` may be None when ``onnx_model`` (an exported graph, path or bytes)
-        is given for the ONNX backends; they export ``model`` themselves otherwise."""
+        is given for the ONNX backends; they export ``model`` themselves otherwise.
+        ``precision`` and ``backend`` may be ``auto``; the attributes of the same
+        names say what was chosen."""
         self.device = resolve_device(device)
-        self.precision = precision
-        self.dtype = resolve_precision(precision, self.device)
+        self.precision = precision_name(precision, self.device, backend)
+        self.dtype = PRECISIONS[self.precision]
         self.card = card
         if not 0.0 <= overlay_alpha <= 1.0:
             raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha}")
@@ -115,7 +131,10 @@ class Predictor:
             model.eval().to(device=self.device, dtype=self.dtype, memory_format=memory_format)
         self._memory_format = memory_format
         self.requested_backend = backend
-        self._runner: Runner = build_runner(backend, self.module, self.device, precision, onnx_model)
+        self._runner: Runner = build_runner(backend, self.module, self.device, self.precision, onnx_model)
+        # on the device once, not uploaded with every frame
+        self._mean = torch.tensor(card.mean, dtype=torch.float32, device=self.device)
+        self._std = torch.tensor(card.std, dtype=torch.float32, device=self.device)
         self._palette = torch.from_numpy(palette_lut(card.palette)).to(self.device)
         self._depth_lut = torch.from_numpy(colormap_lut(depth_colormap)).to(self.device)
         self.depth_colormap = depth_colormap
@@ -136,7 +155,7 @@ class Predictor:
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8 on the device -> (N, 3, H, W) normalised, in the model's dtype."""
-        x = normalise(images.permute(0, 3, 1, 2), self.card.mean, self.card.std)
+        x = normalise(images.permute(0, 3, 1, 2), self._mean, self._std)
         return x.to(dtype=self.dtype).contiguous(memory_format=self._memory_format)
 
     @torch.inference_mode()
@@ -188,12 +207,13 @@ class Predictor:
 
 def load_predictor(path: str | Path, device: str = "auto", precision: str = "fp32", **options) -> Predictor:
     """Load a weights file (or an exported ``.onnx`` graph, which runs on the
-    onnxruntime backend unless ``backend="tensorrt"``) and return a ready
+    onnxruntime backend for ``backend="auto"``, or on ``"tensorrt"``) and return a ready
     ``Predictor``; ``options`` go to ``Predictor``."""
     if Path(path).suffix == ".onnx":
         from .export import read_onnx_card  # local: only ONNX users need onnxruntime
 
-        options.setdefault("backend", "onnxruntime")
+        if options.get("backend", "auto") == "auto":
+            options["backend"] = "onnxruntime"
         return Predictor(None, read_onnx_card(path), device=device, precision=precision,
                          onnx_model=Path(path), **options)
     model, card = load_weights(path)

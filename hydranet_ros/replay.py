@@ -27,6 +27,7 @@ from typing import Any, Sequence, TextIO
 
 import numpy as np
 
+from .backends import BACKENDS
 from .bagio import (CAMERA_INFO_TYPE, COMPRESSED_TYPE, IMAGE_TYPE, STORAGES, BagError, BagMessage, BagWriter,
                     DISTROS, camera_namespace, compressed_message, find_camera_info_topic, first_message,
                     header_of, image_message, image_to_array, join_topic, require_topic, with_header)
@@ -34,7 +35,7 @@ from .evaluation import (Evaluation, GroundTruthError, GroundTruthFolder, depth_
                          labels_from_array, write_rows)
 from .image_codec import ImageDecodeError
 from .outputs import DEPTH_CAMERA_INFO_TOPIC, OUTPUT_SPECS
-from .predictor import Prediction, Predictor, load_predictor
+from .predictor import PRECISION_CHOICES, Prediction, Predictor, load_predictor
 from .side_by_side import DEFAULT_FOURCC, SideBySideWriter
 from .sources import BagSource, Frame, FrameSource, SourceError, open_source
 from .staging import OutputExistsError, StagedPath, check_writable
@@ -78,8 +79,8 @@ class ReplayOptions:
     min_depth: float = 1e-3
     max_depth: float | None = None
     device: str = "auto"
-    precision: str = "fp32"
-    backend: str | None = None
+    precision: str = "auto"
+    backend: str = "auto"
     overlay_alpha: float = 0.5
     depth_colormap: str = "turbo"
     depth_range: tuple[float, float] | None = None
@@ -143,12 +144,10 @@ def _load_predictor(options: ReplayOptions) -> Predictor:
         from .demo import shipped_weights
 
         options.weights = shipped_weights()
-    # the backend is passed only when asked for, so the default is the predictor's own
-    extra = {"backend": options.backend} if options.backend else {}
     try:
         return load_predictor(options.weights, device=options.device, precision=options.precision,
-                              overlay_alpha=options.overlay_alpha, depth_colormap=options.depth_colormap,
-                              depth_range=options.depth_range, **extra)
+                              backend=options.backend, overlay_alpha=options.overlay_alpha,
+                              depth_colormap=options.depth_colormap, depth_range=options.depth_range)
     except WeightsError:
         raise
     except ValueError as error:  # device, precision, colour map or range the predictor refuses
@@ -495,9 +494,11 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument("--max-depth", type=float, help="largest ground-truth depth evaluated (m; default: no limit)")
     model = parser.add_argument_group("model")
     model.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    model.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
-    model.add_argument("--backend", help="how the network runs: eager (default), compile, cudagraph, "
-                                         "onnxruntime, tensorrt or auto; unavailable ones fall back")
+    model.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                       help="default auto: fp16 on CUDA, fp32 on the CPU")
+    model.add_argument("--backend", default="auto", choices=BACKENDS,
+                       help="how the network runs (default auto: CUDA graphs on CUDA, eager on the CPU); "
+                            "an unavailable one falls back with a warning and the report names the one that ran")
     model.add_argument("--overlay-alpha", type=float, default=0.5)
     model.add_argument("--depth-colormap", default="turbo")
     model.add_argument("--depth-range", type=float, nargs=2, metavar=("MIN", "MAX"),

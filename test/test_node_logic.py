@@ -44,9 +44,9 @@ def test_every_output_has_a_publish_switch():
 
 
 def test_shipped_yaml_holds_the_table_defaults():
-    data = yaml.safe_load((ROOT / "config" / "hydranet.yaml").read_text())
-    params = data["/**"]["ros__parameters"]
-    assert params == nl.defaults()
+    text = (ROOT / "config" / "hydranet.yaml").read_text()
+    assert text == nl.parameters_yaml(), "regenerate config/hydranet.yaml from nl.parameters_yaml()"
+    assert yaml.safe_load(text)["/**"]["ros__parameters"] == nl.defaults()
 
 
 @pytest.mark.parametrize("name, value, fragment", [
@@ -54,7 +54,7 @@ def test_shipped_yaml_holds_the_table_defaults():
     ("overlay_alpha", True, "number"),
     ("overlay_alpha", "half", "number"),
     ("device", "gpu", "auto, cpu, cuda"),
-    ("precision", "fp8", "fp32, fp16, bf16"),
+    ("precision", "fp8", "auto, fp32, fp16, bf16"),
     ("backend", "tflite", "auto, eager, compile, cudagraph, onnxruntime, tensorrt"),
     ("qos_reliability", "sometimes", "best_effort, reliable"),
     ("qos_depth", 0, ">= 1"),
@@ -64,6 +64,8 @@ def test_shipped_yaml_holds_the_table_defaults():
     ("publish_depth", "maybe", "true or false"),
     ("max_input_pixels", -1, ">= 0"),
     ("log_period", -2.0, ">= 0"),
+    ("warmup_size", "640", "WIDTHxHEIGHT"),
+    ("warmup_size", "0x480", "positive"),
     ("depth_display_max", float("nan"), "finite"),
     ("weights", 3, "string"),
     ("no_such_parameter", 1, "unknown parameter"),
@@ -87,6 +89,12 @@ def test_parameter_types_are_forgiving_where_unambiguous():
     assert config.overlay_alpha == 1.0 and isinstance(config.overlay_alpha, float)
     assert config.qos_depth == 3 and config.qos_reliability == "reliable"
     assert "depth_colour" in config.outputs and config.max_input_pixels is None
+
+
+def test_warmup_size_is_width_by_height_or_off():
+    assert nl.load_config({}).warmup_size == (640, 480)
+    assert nl.load_config({"warmup_size": "1242x375"}).warmup_size == (1242, 375)
+    assert nl.load_config({"warmup_size": ""}).warmup_size is None
 
 
 def test_depth_display_range():

@@ -123,7 +123,9 @@ class Harness:
         self.context = Context()
         rclpy.init(context=self.context)
         namespace = f"/hydranet_test_{os.getpid()}_{next(_namespaces)}"
-        values = {"weights": str(weights), "device": "cpu", "log_period": 0.0, **ALL_OUTPUTS, **params}
+        # warm-up at the test size: the path runs, without a 640x480 CPU pass per node
+        values = {"weights": str(weights), "device": "cpu", "log_period": 0.0, "warmup_size": f"{WIDTH}x{HEIGHT}",
+                  **ALL_OUTPUTS, **params}
         try:
             self.node = HydraNetNode(context=self.context, namespace=namespace,
                                      parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from hydranet_ros import Prediction, load_predictor
-from hydranet_ros.predictor import OUTPUTS, Predictor, normalise
+from hydranet_ros.predictor import OUTPUTS, Predictor, normalise, precision_name
 from hydranet_ros.presets import KITTI6
 
 from conftest import make_card, make_model
@@ -117,6 +117,18 @@ def test_bad_options_raise_clear_errors() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             Predictor(model, card, device="cuda")
+
+
+def test_auto_precision_is_the_fastest_one_the_device_and_backend_honour() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert precision_name("auto", cpu) == "fp32"
+    assert precision_name("auto", cuda) == "fp16"
+    assert precision_name("auto", cuda, "tensorrt") == "fp16"
+    assert precision_name("auto", cuda, "onnxruntime") == "fp32"  # its graph is fp32: no silent fallback
+    assert precision_name("bf16", cpu) == "bf16"
+    card = make_card()
+    predictor = Predictor(make_model(card), card, device="cpu", precision="auto")
+    assert predictor.precision == "fp32" and predictor.dtype == torch.float32
 
 
 def test_bf16_on_cpu_runs_close_to_fp32(weights_file: Path, image: np.ndarray) -> None:
