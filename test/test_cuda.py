@@ -1,0 +1,150 @@
+"""The GPU fast path: CUDA graphs, torch.compile (reduce-overhead), fp16 and bf16,
+pinned output copies, ONNX Runtime on CUDA and the benchmark on a GPU.
+
+They run wherever torch sees a CUDA device and skip elsewhere; CI has none, so the
+CPU halves of the same paths are in test_backends.py and test_bench.py. Results
+are compared with eager fp32 on the same GPU, on a synthetic street frame that the
+shipped weights were trained for, so labels are stable enough to compare.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hydranet_ros.backends import copy_to_host, onnxruntime_providers
+from hydranet_ros.bench import main as bench_main
+from hydranet_ros.data.synthetic import render_street_scene
+from hydranet_ros.predictor import OUTPUTS, Prediction, load_predictor
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="no CUDA device (torch.cuda.is_available() is False): the GPU fast path is tested where there is one")
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "hydranet_synthetic_street.safetensors"
+WIDTH, HEIGHT = 416, 128
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return [render_street_scene(seed, WIDTH, HEIGHT).image for seed in (3, 4)]
+
+
+@pytest.fixture(scope="module")
+def reference(frames: list[np.ndarray]) -> list[Prediction]:
+    eager = load_predictor(WEIGHTS, device="cuda", precision="fp32", backend="eager")
+    return [eager.predict(frame, OUTPUTS) for frame in frames]
+
+
+# fp32 on the GPU convolves in TF32 by default and cuDNN picks algorithms per run,
+# so even the same precision agrees only to about 1e-3; a stale or wrong frame
+# is off by far more than that.
+FP32_DEPTH, FP32_LABELS = 5e-3, 0.995
+
+
+def assert_agrees(result: Prediction, expected: Prediction, depth_tolerance: float, label_share: float) -> None:
+    """Median relative depth error and share of equal labels, against eager fp32."""
+    assert result.depth.shape == expected.depth.shape and result.depth.dtype == np.float32
+    relative = np.abs(result.depth - expected.depth) / np.maximum(np.abs(expected.depth), 1e-3)
+    assert float(np.median(relative)) < depth_tolerance
+    assert (result.labels == expected.labels).mean() > label_share
+    assert result.overlay.shape == expected.overlay.shape and result.overlay.dtype == np.uint8
+
+
+def test_cuda_graphs_replay_each_new_frame_and_shape(frames, reference) -> None:
+    p = load_predictor(WEIGHTS, device="cuda", precision="fp32", backend="cudagraph")
+    assert p.backend == "cudagraph"
+    # the second frame must not return the first one's captured outputs
+    for frame, expected in zip(frames, reference):
+        assert_agrees(p.predict(frame, OUTPUTS), expected, FP32_DEPTH, FP32_LABELS)
+    small = frames[0][: HEIGHT // 2, : WIDTH // 2].copy()   # a second shape gets its own graph
+    eager_small = load_predictor(WEIGHTS, device="cuda", precision="fp32", backend="eager").predict(small, OUTPUTS)
+    assert_agrees(p.predict(small, OUTPUTS), eager_small, FP32_DEPTH, FP32_LABELS)
+    assert_agrees(p.predict(frames[1], OUTPUTS), reference[1], FP32_DEPTH, FP32_LABELS)
+    assert p.backend == "cudagraph"  # no silent fallback to eager
+
+
+def test_auto_is_fp16_cuda_graphs_and_close_to_fp32(frames, reference) -> None:
+    p = load_predictor(WEIGHTS, device="cuda", precision="auto", backend="auto")
+    assert (p.precision, p.backend) == ("fp16", "cudagraph")
+    for frame, expected in zip(frames, reference):
+        assert_agrees(p.predict(frame, OUTPUTS), expected, 0.01, 0.98)
+
+
+def test_bf16_is_close_to_fp32(frames, reference) -> None:
+    if not torch.cuda.is_bf16_supported():
+        pytest.skip(f"{torch.cuda.get_device_name()} has no bf16")
+    p = load_predictor(WEIGHTS, device="cuda", precision="bf16")
+    assert_agrees(p.predict(frames[0], OUTPUTS), reference[0], 0.03, 0.95)
+
+
+def test_compile_reduce_overhead_in_another_thread(frames, reference) -> None:
+    """As the node does it: warm up and run in one worker thread (torch.compile keeps
+    its CUDA graphs per thread)."""
+    p = load_predictor(WEIGHTS, device="cuda", precision="fp16", backend="compile")
+    results: list[Prediction] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            p.warmup(HEIGHT, WIDTH)
+            results.extend(p.predict(frame, OUTPUTS) for frame in frames)
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join(timeout=600)
+    assert not worker.is_alive() and not errors, errors
+    assert p.backend == "compile"
+    for result, expected in zip(results, reference):
+        assert_agrees(result, expected, 0.01, 0.98)
+
+
+def test_batch_matches_single_frames(frames) -> None:
+    p = load_predictor(WEIGHTS, device="cuda", precision="fp16")
+    batch = copy_to_host(p.predict_batch(torch.from_numpy(np.stack(frames)), ("depth", "labels")))
+    for i, frame in enumerate(frames):
+        single = p.predict(frame, ("depth", "labels"))
+        np.testing.assert_allclose(batch["depth"][i], single.depth, rtol=1e-2, atol=1e-2)
+        assert (batch["labels"][i] == single.labels).mean() > 0.99
+
+
+def test_copy_to_host_arrays_stay_valid_after_later_copies() -> None:
+    first = {"a": torch.arange(1000, device="cuda", dtype=torch.float32)}
+    host = copy_to_host(first)
+    copy_to_host({"b": torch.full((1000,), -1.0, device="cuda")})  # may reuse freed pinned blocks
+    np.testing.assert_array_equal(host["a"], np.arange(1000, dtype=np.float32))
+
+
+def test_onnxruntime_on_cuda_matches_eager(frames, reference) -> None:
+    providers = onnxruntime_providers()
+    if providers is None or "CUDAExecutionProvider" not in providers:
+        pytest.skip(f"onnxruntime-gpu is not installed (providers: {providers})")
+    p = load_predictor(WEIGHTS, device="cuda", precision="fp32", backend="onnxruntime")
+    assert p.backend == "onnxruntime"
+    assert_agrees(p.predict(frames[0], OUTPUTS), reference[0], FP32_DEPTH, FP32_LABELS)
+
+
+def test_tensorrt_fp16_matches_eager(frames, reference) -> None:
+    providers = onnxruntime_providers()
+    if providers is None or "TensorrtExecutionProvider" not in providers:
+        pytest.skip(f"onnxruntime has no TensorRT provider (providers: {providers})")
+    p = load_predictor(WEIGHTS, device="cuda", precision="fp16", backend="tensorrt")
+    assert p.backend == "tensorrt"
+    assert_agrees(p.predict(frames[0], OUTPUTS), reference[0], 0.01, 0.98)
+
+
+def test_benchmark_on_the_gpu_reports_device_memory(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert bench_main(["--device", "cuda", "--resolution", "128x96", "--iters", "3", "--warmup", "2",
+                       "--quiet", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["meta"]["device"].startswith("cuda") and report["meta"]["precisions"] == ["fp16"]
+    for row in report["results"]:
+        assert row["peak_mem_mib"] is not None and row["peak_mem_mib"] > 0
+        assert row["backend"] == ("naive" if row["variant"] == "naive" else "cudagraph")
