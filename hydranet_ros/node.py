@@ -21,7 +21,7 @@ from .image_codec import ImageDecodeError, array_to_fields
 from .node_logic import (
     CAMERA_INFO_QOS, CAMERA_INFO_TOPIC, LATCHED_QOS, NODE_NAME, PACKAGE, PARAMS, PUBLISHER_QOS, FrameSlot, HealthJudge,
     Intrinsics, NodeConfig, ParamError, QosChoice, Stats, decode_input, format_log_line, format_usage,
-    input_topic, label_entries, label_info_json, load_config, resolve_weights, scale_intrinsics,
+    fallback_notes, input_topic, label_entries, label_info_json, load_config, resolve_weights, scale_intrinsics,
     select_outputs, stamp_latency, stamp_to_ns, subscription_qos,
 )
 from .outputs import DEPTH_CAMERA_INFO_TOPIC, LABEL_INFO_TOPIC, OUTPUT_SPECS
@@ -153,6 +153,8 @@ class HydraNetNode(Node):
             raise ParamError([("weights", f"cannot load {path}: {error}")]) from error
         except RuntimeError as error:  # CUDA errors, out of memory while moving the model
             raise ParamError([("device", f"cannot run {path} on {self.config.device}: {error}")]) from error
+        for note in fallback_notes(self.config, predictor.precision, predictor.backend):
+            self.get_logger().log(note, LoggingSeverity.WARN)
         return predictor
 
     def _device_description(self) -> str:
@@ -165,6 +167,8 @@ class HydraNetNode(Node):
     def _note_backend(self) -> None:
         if not self._stats.device.endswith(f" {self._predictor.backend}"):
             self._stats.device = self._device_description()
+            self.get_logger().log(f"the backend failed at run time; now on {self._stats.device}",
+                                  LoggingSeverity.WARN)
 
     def _publish_label_info(self):
         card = self._predictor.card

@@ -25,7 +25,7 @@ from .colour import COLORMAPS
 from .export import parse_size
 from .image_codec import decode_compressed, decode_image
 from .outputs import OUTPUT_SPECS, OutputSpec
-from .predictor import PRECISION_CHOICES, resolve_device, resolve_precision
+from .predictor import PRECISION_CHOICES, resolve_device
 from .timing import stage_stats
 
 NODE_NAME = "hydranet_node"
@@ -170,7 +170,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "auto", "Inference device: auto (CUDA if available), cpu, cuda or cuda:N",
               _device),
     ParamSpec("precision", "auto",
-              "Inference precision: auto (fp16 on CUDA, fp32 on the CPU), fp32, fp16 (CUDA only) or bf16",
+              "Inference precision: auto (fp16 on CUDA, fp32 on the CPU), fp32, fp16 or bf16; one the "
+              "device cannot run falls back with a warning (fp16 on the CPU to fp32, bf16 to fp16)",
               _choice(PRECISION_CHOICES), PRECISION_CHOICES),
     ParamSpec("backend", "auto",
               "How the network runs: auto (CUDA graphs on a GPU, eager on the CPU), eager, compile "
@@ -271,7 +272,7 @@ def load_config(values: Mapping[str, Any]) -> NodeConfig:
     lo, hi = checked["depth_display_min"], checked["depth_display_max"]
     if hi > 0 and lo >= hi:
         problems.append(("depth_display_min", f"must be below depth_display_max ({hi:g}), got {lo:g}"))
-    problems += _device_problems(checked["device"], checked["precision"], checked["backend"])
+    problems += _device_problems(checked["device"])
     if problems:
         raise ParamError(problems)
 
@@ -286,19 +287,27 @@ def load_config(values: Mapping[str, Any]) -> NodeConfig:
         max_input_pixels=checked["max_input_pixels"] or None, log_period=checked["log_period"])
 
 
-def _device_problems(device: str, precision: str, backend: str) -> list[tuple[str, str]]:
-    """Ask the predictor's own resolvers, so the node and the tools agree on what is valid."""
+def _device_problems(device: str) -> list[tuple[str, str]]:
+    """Ask the predictor's own resolver, so the node and the tools agree on what is valid.
+    (A precision or backend the device cannot run is not a problem: the predictor
+    falls back to the next best one, and ``fallback_notes`` says so.)"""
     try:
         resolved = resolve_device(device)
     except (ValueError, RuntimeError) as error:
         return [("device", str(error))]
     if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
         return [("device", f"{device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")]
-    try:
-        resolve_precision(precision, resolved, backend)
-    except (ValueError, RuntimeError) as error:
-        return [("precision", str(error))]
     return []
+
+
+def fallback_notes(config: NodeConfig, precision: str, backend: str) -> list[str]:
+    """Warnings for each explicit request that is not what runs."""
+    notes = []
+    if config.precision not in ("auto", precision):
+        notes.append(f"precision {config.precision} cannot run here; running {precision}")
+    if config.backend not in ("auto", backend):
+        notes.append(f"backend {config.backend} cannot run here; running {backend}")
+    return notes
 
 
 def resolve_weights(value: str, share_dir: str | Path | None) -> Path:

@@ -14,6 +14,7 @@ run the frames (torch.compile keeps its CUDA graphs per thread).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -26,6 +27,8 @@ from .backends import OnnxSource, Runner, build_runner, copy_to_host
 from .colour import blend, colorize_depth, colormap_lut, palette_lut
 from .model import HydraNet
 from .weights import ModelCard, load_weights
+
+log = logging.getLogger(__name__)
 
 OUTPUTS = ("depth", "labels", "overlay", "depth_colour", "segm_colour")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -56,20 +59,39 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+class UnsupportedPrecisionError(ValueError):
+    """A known precision that this device cannot run."""
+
+
+# The next best precision when the requested one cannot run on the device.
+PRECISION_FALLBACKS = {("cpu", "fp16"): "fp32", ("cuda", "bf16"): "fp16"}
+
+
 def precision_name(precision: str, device: torch.device, backend: str = "auto") -> str:
     """The concrete precision for a request; ``auto`` is the fastest one that keeps
     the results: fp16 on CUDA (fp32 for the onnxruntime backend, whose exported graph
     is fp32), fp32 on the CPU, where fp16 is not supported and bf16 is slower on most
-    processors. Raises a ValueError for one the device cannot run."""
+    processors. Raises UnsupportedPrecisionError for one the device cannot run."""
     if precision not in PRECISION_CHOICES:
         raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
     if precision == "auto":
         return "fp16" if device.type == "cuda" and backend != "onnxruntime" else "fp32"
     if precision == "fp16" and device.type == "cpu":
-        raise ValueError("precision 'fp16' is not supported on the CPU; use 'fp32', 'bf16' or 'auto'")
+        raise UnsupportedPrecisionError("precision 'fp16' is not supported on the CPU; use 'fp32', 'bf16' or 'auto'")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"precision 'bf16' is not supported on {torch.cuda.get_device_name(device)}")
+        raise UnsupportedPrecisionError(f"precision 'bf16' is not supported on {torch.cuda.get_device_name(device)}")
     return precision
+
+
+def choose_precision(precision: str, device: torch.device, backend: str = "auto") -> str:
+    """``precision_name``, except that a precision the device cannot run falls back
+    to the next best one with a warning (the caller reports what was chosen)."""
+    try:
+        return precision_name(precision, device, backend)
+    except UnsupportedPrecisionError as error:
+        fallback = PRECISION_FALLBACKS[(device.type, precision)]
+        log.warning("%s (falling back to %s)", error, fallback)
+        return fallback
 
 
 def resolve_precision(precision: str, device: torch.device, backend: str = "auto") -> torch.dtype:
@@ -114,10 +136,12 @@ class Predictor:
                  onnx_model: OnnxSource | None = None) -> None:
         """``model`` may be None when ``onnx_model`` (an exported graph, path or bytes)
         is given for the ONNX backends; they export ``model`` themselves otherwise.
-        ``precision`` and ``backend`` may be ``auto``; the attributes of the same
-        names say what was chosen."""
+        ``precision`` and ``backend`` may be ``auto``; one the device cannot run falls
+        back to the next best with a warning, and the attributes of the same names
+        say what runs."""
         self.device = resolve_device(device)
-        self.precision = precision_name(precision, self.device, backend)
+        self.requested_precision = precision
+        self.precision = choose_precision(precision, self.device, backend)
         self.dtype = PRECISIONS[self.precision]
         self.card = card
         if not 0.0 <= overlay_alpha <= 1.0:

@@ -110,9 +110,18 @@ def test_all_outputs_off_is_an_error():
     assert nl.load_config(off).outputs == ()   # camera info alone is still something
 
 
-def test_device_and_precision_are_checked_by_the_predictor_rules():
-    with pytest.raises(nl.ParamError, match="parameter 'precision'.*fp16"):
-        nl.load_config({"device": "cpu", "precision": "fp16"})
+def test_a_precision_or_backend_the_device_cannot_run_falls_back_and_says_so(weights_file):
+    from hydranet_ros.predictor import load_predictor
+
+    config = nl.load_config({"device": "cpu", "precision": "fp16", "backend": "cudagraph"})
+    predictor = load_predictor(weights_file, **config.predictor_options())
+    assert (predictor.precision, predictor.backend) == ("fp32", "eager")
+    assert nl.fallback_notes(config, predictor.precision, predictor.backend) == [
+        "precision fp16 cannot run here; running fp32", "backend cudagraph cannot run here; running eager"]
+    assert nl.fallback_notes(nl.load_config({"device": "cpu"}), "fp32", "eager") == []  # auto is never a fallback
+
+
+def test_device_is_checked_by_the_predictor_rules():
     if not torch.cuda.is_available():
         with pytest.raises(nl.ParamError, match="parameter 'device'.*CUDA"):
             nl.load_config({"device": "cuda"})

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from hydranet_ros import Prediction, load_predictor
-from hydranet_ros.predictor import OUTPUTS, Predictor, normalise, precision_name
+from hydranet_ros.predictor import OUTPUTS, Predictor, UnsupportedPrecisionError, normalise, precision_name
 from hydranet_ros.presets import KITTI6
 
 from conftest import make_card, make_model
@@ -106,8 +107,6 @@ def test_bad_options_raise_clear_errors() -> None:
     model = make_model(card)
     with pytest.raises(ValueError, match="precision must be one of"):
         Predictor(model, card, device="cpu", precision="int4")
-    with pytest.raises(ValueError, match="fp16.*not supported on the CPU"):
-        Predictor(model, card, device="cpu", precision="fp16")
     with pytest.raises(ValueError, match="overlay_alpha"):
         Predictor(model, card, device="cpu", overlay_alpha=1.5)
     with pytest.raises(ValueError, match="unknown colour map"):
@@ -129,6 +128,16 @@ def test_auto_precision_is_the_fastest_one_the_device_and_backend_honour() -> No
     card = make_card()
     predictor = Predictor(make_model(card), card, device="cpu", precision="auto")
     assert predictor.precision == "fp32" and predictor.dtype == torch.float32
+
+
+def test_a_precision_the_device_cannot_run_falls_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    card = make_card()
+    with caplog.at_level(logging.WARNING, logger="hydranet_ros.predictor"):
+        predictor = Predictor(make_model(card), card, device="cpu", precision="fp16")
+    assert (predictor.requested_precision, predictor.precision, predictor.dtype) == ("fp16", "fp32", torch.float32)
+    assert "'fp16' is not supported on the CPU" in caplog.text and "(falling back to fp32)" in caplog.text
+    with pytest.raises(UnsupportedPrecisionError):  # the strict resolver, for tools that measure what was asked
+        precision_name("fp16", torch.device("cpu"))
 
 
 def test_bf16_on_cpu_runs_close_to_fp32(weights_file: Path, image: np.ndarray) -> None:
