@@ -121,22 +121,18 @@ def test_copy_to_host_arrays_stay_valid_after_later_copies() -> None:
     np.testing.assert_array_equal(host["a"], np.arange(1000, dtype=np.float32))
 
 
-def test_onnxruntime_on_cuda_matches_eager(frames, reference) -> None:
+@pytest.mark.parametrize("backend, provider, precision, depth_tolerance, label_share", [
+    ("onnxruntime", "CUDAExecutionProvider", "fp32", FP32_DEPTH, FP32_LABELS),
+    ("tensorrt", "TensorrtExecutionProvider", "fp16", 0.01, 0.98),
+])
+def test_onnx_backends_on_cuda_match_eager(frames, reference, backend: str, provider: str, precision: str,
+                                           depth_tolerance: float, label_share: float) -> None:
     providers = onnxruntime_providers()
-    if providers is None or "CUDAExecutionProvider" not in providers:
-        pytest.skip(f"onnxruntime-gpu is not installed (providers: {providers})")
-    p = load_predictor(WEIGHTS, device="cuda", precision="fp32", backend="onnxruntime")
-    assert p.backend == "onnxruntime"
-    assert_agrees(p.predict(frames[0], OUTPUTS), reference[0], FP32_DEPTH, FP32_LABELS)
-
-
-def test_tensorrt_fp16_matches_eager(frames, reference) -> None:
-    providers = onnxruntime_providers()
-    if providers is None or "TensorrtExecutionProvider" not in providers:
-        pytest.skip(f"onnxruntime has no TensorRT provider (providers: {providers})")
-    p = load_predictor(WEIGHTS, device="cuda", precision="fp16", backend="tensorrt")
-    assert p.backend == "tensorrt"
-    assert_agrees(p.predict(frames[0], OUTPUTS), reference[0], 0.01, 0.98)
+    if providers is None or provider not in providers:
+        pytest.skip(f"onnxruntime has no {provider} (providers: {providers}); install onnxruntime-gpu")
+    p = load_predictor(WEIGHTS, device="cuda", precision=precision, backend=backend)
+    assert p.backend == backend
+    assert_agrees(p.predict(frames[0], OUTPUTS), reference[0], depth_tolerance, label_share)
 
 
 def test_benchmark_on_the_gpu_reports_device_memory(tmp_path: Path) -> None:
