@@ -44,7 +44,7 @@ from .backends import BACKENDS, copy_to_host
 from .colour import palette_lut
 from .export import parse_size
 from .model import HydraNet, ModelConfig
-from .predictor import PRECISIONS, Predictor, resolve_device, resolve_precision
+from .predictor import PRECISIONS, Predictor, apply_depth_activation, resolve_device, resolve_precision
 from .presets import KITTI6
 from .timing import stage_stats
 from .weights import ModelCard, WeightsError, load_weights
@@ -153,10 +153,7 @@ class NaivePipeline:
         x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.device)
         raw = {name: value[0].cpu().numpy() for name, value in self.model(x).items()}
         depth = cv2.resize(raw["depth"][0], (width, height), interpolation=cv2.INTER_LINEAR)
-        if self.depth_activation == "abs":
-            depth = np.abs(depth)
-        elif self.depth_activation == "relu":
-            depth = np.maximum(depth, 0.0)
+        depth = apply_depth_activation(torch.from_numpy(depth), self.depth_activation).numpy()
         logits = cv2.resize(raw["segm"].transpose(1, 2, 0), (width, height), interpolation=cv2.INTER_LINEAR)
         labels = (logits.argmax(axis=2) if logits.ndim == 3 else np.zeros((height, width))).astype(np.uint8)
         colours = self.palette[labels]

@@ -18,6 +18,8 @@ from typing import Callable, Mapping, Protocol
 import torch
 import torch.nn.functional as F
 
+from .predictor import apply_depth_activation
+
 DEPTH_LOSSES = ("l1", "berhu", "silog")
 
 
@@ -42,17 +44,6 @@ def upsample_to(output: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(output.shape[-2:]) == tuple(size):
         return output
     return F.interpolate(output, size=size, mode="bilinear", align_corners=False)
-
-
-def apply_depth_activation(depth: torch.Tensor, activation: str) -> torch.Tensor:
-    """The model card's ``depth_activation``; the loss sees what the predictor outputs."""
-    if activation == "abs":
-        return depth.abs()
-    if activation == "relu":
-        return depth.clamp_min(0.0)
-    if activation == "none":
-        return depth
-    raise ValueError(f"unknown depth activation {activation!r}")
 
 
 def _zero(like: torch.Tensor) -> torch.Tensor:

@@ -98,6 +98,18 @@ def resolve_precision(precision: str, device: torch.device, backend: str = "auto
     return PRECISIONS[precision_name(precision, device, backend)]
 
 
+def apply_depth_activation(depth: torch.Tensor, activation: str) -> torch.Tensor:
+    """The model card's ``depth_activation`` on raw depth; the loss and the benchmark's
+    baseline call this too, so all of them see what the predictor outputs."""
+    if activation == "abs":
+        return depth.abs()
+    if activation == "relu":
+        return depth.clamp_min(0.0)
+    if activation == "none":
+        return depth
+    raise ValueError(f"unknown depth activation {activation!r}")
+
+
 def normalise(images: torch.Tensor, mean: Sequence[float] | torch.Tensor,
               std: Sequence[float] | torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) uint8 -> float32 ``(x / 255 - mean) / std``, the model's input.
@@ -195,10 +207,7 @@ class Predictor:
         result: dict[str, torch.Tensor] = {}
         if wanted & {"depth", "depth_colour"}:
             depth = F.interpolate(raw["depth"].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
-            if self.card.depth_activation == "abs":
-                depth = depth.abs()
-            elif self.card.depth_activation == "relu":
-                depth = depth.clamp_min(0.0)
+            depth = apply_depth_activation(depth, self.card.depth_activation)
             if "depth" in wanted:
                 result["depth"] = depth
             if "depth_colour" in wanted:
