@@ -39,13 +39,13 @@ setup(
     zip_safe=True,
     entry_points={
         "console_scripts": [
-            "hydranet_node = hydranet_ros.node:main",
-            "hydranet_convert = hydranet_ros.convert:main",
-            "hydranet_train = hydranet_ros.train:main",
-            "hydranet_replay = hydranet_ros.replay:main",
-            "hydranet_bench = hydranet_ros.bench:main",
-            "hydranet_export = hydranet_ros.export:main",
-            "hydranet_faces = hydranet_ros.faces:main",
+            "hydranet_node = hydranet_ros.node.node:main",
+            "hydranet_convert = hydranet_ros.tools.convert:main",
+            "hydranet_train = hydranet_ros.training.train:main",
+            "hydranet_replay = hydranet_ros.offline.replay:main",
+            "hydranet_bench = hydranet_ros.tools.bench:main",
+            "hydranet_export = hydranet_ros.tools.export:main",
+            "hydranet_faces = hydranet_ros.tools.faces:main",
         ],
     },
 )

@@ -3,6 +3,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .predictor import Prediction, Predictor, load_predictor  # noqa: E402
+from .inference.predictor import Prediction, Predictor, load_predictor  # noqa: E402
 
 __all__ = ["Prediction", "Predictor", "__version__", "load_predictor"]

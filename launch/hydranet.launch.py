@@ -5,11 +5,12 @@
 The node's topics are relative (image, depth/image, ...): this file remaps its
 inputs onto the camera's topics, so the same node runs under any namespace.
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 PACKAGE = "hydranet_ros"
 TRUE_WORDS = ("true", "1", "yes", "on")

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from hydranet_ros.inference.weights import ModelCard, save_weights
 from hydranet_ros.model import HydraNet, ModelConfig
-from hydranet_ros.presets import KITTI6
-from hydranet_ros.weights import ModelCard, save_weights
+from hydranet_ros.model.presets import KITTI6
 
 
 def make_card(num_classes: int = 6, **overrides) -> ModelCard:

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
 
-from hydranet_ros.bagio import BagWriter, Header, camera_info_message, compressed_message, image_message
+from hydranet_ros.messages.stamps import Header
+from hydranet_ros.offline.bagio import BagWriter, camera_info_message, compressed_message, image_message
 
 WIDTH, HEIGHT = 64, 48
 START_NS = 1_600_000_000_000_000_000

@@ -7,13 +7,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-from hydranet_ros import backends
-from hydranet_ros.backends import ShapeCache, copy_to_host, fallback_chain, unavailable_reason
-from hydranet_ros.predictor import OUTPUTS, Predictor
-
 from conftest import make_card, make_model
 
+from hydranet_ros.inference import backends
+from hydranet_ros.inference.backends import ShapeCache, copy_to_host, fallback_chain, unavailable_reason
+from hydranet_ros.inference.predictor import OUTPUTS, Predictor
 
 IMAGE = np.random.default_rng(3).integers(0, 256, size=(75, 101, 3), dtype=np.uint8)
 
@@ -46,7 +44,7 @@ def test_unavailable_backend_falls_back_with_a_logged_reason(requested: str, exp
                                                              caplog: pytest.LogCaptureFixture) -> None:
     if expected == "onnxruntime":
         pytest.importorskip("onnxruntime")
-    with caplog.at_level(logging.WARNING, logger="hydranet_ros.backends"):
+    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
         p = predictor(requested)
     assert p.backend == expected and p.requested_backend == requested
     assert reason in caplog.text and "falling back" in caplog.text
@@ -54,7 +52,7 @@ def test_unavailable_backend_falls_back_with_a_logged_reason(requested: str, exp
 
 
 def test_onnxruntime_cannot_honour_bf16_so_eager_runs(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="hydranet_ros.backends"):
+    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
         p = predictor("onnxruntime", precision="bf16")
     assert p.backend == "eager" and p.dtype == torch.bfloat16
     assert "precision bf16 cannot be honoured" in caplog.text or "not installed" in caplog.text
@@ -62,7 +60,7 @@ def test_onnxruntime_cannot_honour_bf16_so_eager_runs(caplog: pytest.LogCaptureF
 
 def test_missing_onnxruntime_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
-    with caplog.at_level(logging.WARNING, logger="hydranet_ros.backends"):
+    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
         p = predictor("onnxruntime")
     assert p.backend == "eager"
     assert "onnxruntime is not installed" in caplog.text
@@ -88,7 +86,7 @@ def test_compile_failure_switches_to_eager_and_reports_it(monkeypatch: pytest.Mo
     monkeypatch.setattr(torch, "compile", broken_compile)
     p = predictor("compile")
     assert p.backend == "compile"  # compilation happens on the first call
-    with caplog.at_level(logging.WARNING, logger="hydranet_ros.backends"):
+    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
         result = p.predict(IMAGE, OUTPUTS)
     assert p.backend == "eager"
     assert "inductor exploded" in caplog.text

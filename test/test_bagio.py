@@ -1,14 +1,31 @@
 import numpy as np
 import pytest
-from replay_helpers import FRAME_ID, HEIGHT, K, START_NS, WIDTH, camera_message, make_images, read_bag, write_camera_bag
+from replay_helpers import FRAME_ID, HEIGHT, START_NS, WIDTH, K, camera_message, make_images, read_bag, write_camera_bag
 from rosbags.rosbag1 import Writer as Ros1Writer
 from rosbags.typesys import Stores, get_typestore
 
-from hydranet_ros.bagio import (CAMERA_INFO_TYPE, COMPRESSED_TYPE, IMAGE_TYPE, BagError, BagMessage, BagWriter,
-                                Header, bag_storage, camera_info_message, camera_namespace, find_camera_info_topic,
-                                find_image_topic, header_of, image_message, image_to_array, image_to_rgb, is_bag,
-                                join_topic, open_bag, ros2_typestore, with_header)
-from hydranet_ros.image_codec import ImageDecodeError
+from hydranet_ros.messages.image import ImageDecodeError
+from hydranet_ros.messages.stamps import Header, header_of
+from hydranet_ros.messages.topics import camera_namespace, join_topic
+from hydranet_ros.offline.bagio import (
+    CAMERA_INFO_TYPE,
+    COMPRESSED_TYPE,
+    IMAGE_TYPE,
+    BagError,
+    BagMessage,
+    BagWriter,
+    bag_storage,
+    camera_info_message,
+    find_camera_info_topic,
+    find_image_topic,
+    image_message,
+    image_to_array,
+    image_to_rgb,
+    is_bag,
+    open_bag,
+    ros2_typestore,
+    with_header,
+)
 
 
 @pytest.mark.parametrize("topic, msgtype, namespace", [

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from hydranet_ros.balancing import DynamicWeightAverage, FixedWeights, UncertaintyWeighting, build_balancer
+from hydranet_ros.training.balancing import DynamicWeightAverage, FixedWeights, UncertaintyWeighting, build_balancer
 
 TASKS = ["segm", "depth"]
 BOTH = {"segm": True, "depth": True}

@@ -9,13 +9,22 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import make_card, make_model
 from torch import nn
 
-from hydranet_ros.bench import (MODES, NaivePipeline, Result, _strip_options, count_macs, count_params,
-                                format_scaling, main, scaling, single_task)
-from hydranet_ros.predictor import Predictor
-
-from conftest import make_card, make_model
+from hydranet_ros.inference.predictor import Predictor
+from hydranet_ros.tools.bench import (
+    MODES,
+    NaivePipeline,
+    Result,
+    _strip_options,
+    count_macs,
+    count_params,
+    format_scaling,
+    main,
+    scaling,
+    single_task,
+)
 
 
 def test_macs_of_a_hand_computed_conv_and_linear() -> None:

@@ -5,16 +5,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from hydranet_ros.convert import main
-from hydranet_ros.presets import KITTI6, NYUD40
-from hydranet_ros.reference_checkpoint import map_reference_key
-from hydranet_ros.weights import load_weights
+from hydranet_ros.inference.weights import load_weights
+from hydranet_ros.model.presets import KITTI6, NYUD40
+from hydranet_ros.model.reference_checkpoint import map_reference_key
+from hydranet_ros.tools.convert import main
 
 
 def _reference_checkpoint(path: Path, num_classes: int) -> None:
     """A reference-layout checkpoint made from our own model by inverting the key map."""
-    from hydranet_ros.model import HydraNet, ModelConfig
     from test_reference_parity import REFERENCE
+
+    from hydranet_ros.model import HydraNet, ModelConfig
 
     ours = HydraNet(ModelConfig(num_classes=num_classes)).state_dict()
     keys = []

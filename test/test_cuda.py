@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from hydranet_ros.backends import copy_to_host, onnxruntime_providers
-from hydranet_ros.bench import main as bench_main
-from hydranet_ros.data.synthetic import render_street_scene
-from hydranet_ros.predictor import OUTPUTS, Prediction, load_predictor
+from hydranet_ros.inference.backends import copy_to_host, onnxruntime_providers
+from hydranet_ros.inference.predictor import OUTPUTS, Prediction, load_predictor
+from hydranet_ros.synthetic.camera import render_street_scene
+from hydranet_ros.tools.bench import main as bench_main
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),

@@ -10,9 +10,17 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hydranet_ros.data import (CityscapesDataset, FolderDataset, KittiDepthDataset, KittiSemanticDataset,
-                               NyudDataset, SampleError, build_dataset, eval_transforms)
-from hydranet_ros.presets import KITTI6, NYUD40
+from hydranet_ros.model.presets import KITTI6, NYUD40
+from hydranet_ros.training.data import (
+    CityscapesDataset,
+    FolderDataset,
+    KittiDepthDataset,
+    KittiSemanticDataset,
+    NyudDataset,
+    SampleError,
+    build_dataset,
+    eval_transforms,
+)
 
 H, W = 6, 8
 

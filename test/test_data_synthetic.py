@@ -8,10 +8,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hydranet_ros.data import SyntheticStreetDataset, camera_pose, intrinsics, render_sequence, render_street_scene
-from hydranet_ros.data.street_render import render
-from hydranet_ros.data.street_scene import CAR, ROAD, SKY, Box, make_street_scene
-from hydranet_ros.presets import KITTI6
+from hydranet_ros.model.presets import KITTI6
+from hydranet_ros.synthetic.render import render
+from hydranet_ros.synthetic.scene import CAR, ROAD, SKY, Box, make_street_scene
+from hydranet_ros.training.data import (
+    SyntheticStreetDataset,
+    camera_pose,
+    intrinsics,
+    render_sequence,
+    render_street_scene,
+)
 
 W, H = 160, 48
 

@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from hydranet_ros.data import (ColourJitter, RandomHorizontalFlip, RandomZoomCrop, eval_transforms, make_sample,
-                               train_transforms)
+from hydranet_ros.training.data import (
+    ColourJitter,
+    RandomHorizontalFlip,
+    RandomZoomCrop,
+    eval_transforms,
+    make_sample,
+    train_transforms,
+)
 
 PALETTE = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [220, 220, 40]], dtype=np.uint8)
 

@@ -8,11 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from hydranet_ros.data import RACE_NAMES, SampleError, UTKFaceDataset, build_dataset, face_train_transforms, parse_name
-from hydranet_ros.data.utkface import FaceLabels
-
 from face_helpers import MALFORMED_NAMES, face_image, make_faces, write_face
+
+from hydranet_ros.training.data import (
+    RACE_NAMES,
+    SampleError,
+    UTKFaceDataset,
+    build_dataset,
+    face_train_transforms,
+    parse_name,
+)
+from hydranet_ros.training.data.utkface import FaceLabels
 
 
 @pytest.mark.parametrize("name, labels", [

@@ -9,12 +9,13 @@ import pytest
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from hydranet_ros import load_predictor  # noqa: E402
-from hydranet_ros.export import (compare_with_torch, export_onnx, main, parse_size,  # noqa: E402
-                                 read_onnx_card, within_tolerance)
-from hydranet_ros.weights import WeightsError  # noqa: E402
-
 from conftest import make_card, make_model  # noqa: E402
+
+from hydranet_ros import load_predictor  # noqa: E402
+from hydranet_ros.common.sizes import parse_size
+from hydranet_ros.inference.onnx import compare_with_torch, export_onnx, read_onnx_card, within_tolerance
+from hydranet_ros.inference.weights import WeightsError  # noqa: E402
+from hydranet_ros.tools.export import main
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_bad_inputs_give_clear_errors(weights_file: Path, tmp_path: Path, model,
 
 def test_a_graph_that_disagrees_is_not_written(weights_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture) -> None:
-    from hydranet_ros import export
+    from hydranet_ros.tools import export
 
     monkeypatch.setattr(export, "compare_with_torch", lambda *a, **k: [
         {"width": 101, "height": 75, "output": "depth", "max_abs_diff": 0.5, "scale": 1.0}])

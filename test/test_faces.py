@@ -11,27 +11,33 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
-
-import hydranet_ros.faces as faces_cli
-import hydranet_ros.tasks.face_attributes as FA
-import hydranet_ros.tasks.model_init as model_init
-import hydranet_ros.train as T
-from hydranet_ros import load_predictor
-from hydranet_ros.checkpoint import load_checkpoint
-from hydranet_ros.data import parse_name
-from hydranet_ros.face_predictor import load_face_predictor
-from hydranet_ros.losses import PerImageTask
-from hydranet_ros.metrics import FaceAttributeMetrics
-from hydranet_ros.model import FaceHydraNet, FaceModelConfig
-from hydranet_ros.train_config import ConfigError, load_config
-from hydranet_ros.weights import (CARD_KEY, FACE_ATTRIBUTES, ModelCard, WeightsError, load_weights, read_card,
-                                  save_weights)
-
 from conftest import make_card
 from face_helpers import make_faces
+from safetensors import safe_open
+from safetensors.torch import save_file
 from train_helpers import Killed, interrupt_at, kill
+
+import hydranet_ros.tools.faces as faces_cli
+import hydranet_ros.training.tasks.face_attributes as FA
+import hydranet_ros.training.tasks.model_init as model_init
+import hydranet_ros.training.train as T
+from hydranet_ros import load_predictor
+from hydranet_ros.inference.face_predictor import load_face_predictor
+from hydranet_ros.inference.weights import (
+    CARD_KEY,
+    FACE_ATTRIBUTES,
+    ModelCard,
+    WeightsError,
+    load_weights,
+    read_card,
+    save_weights,
+)
+from hydranet_ros.model import FaceHydraNet, FaceModelConfig
+from hydranet_ros.offline.metrics import FaceAttributeMetrics
+from hydranet_ros.training.checkpoint import load_checkpoint
+from hydranet_ros.training.config import ConfigError, load_config
+from hydranet_ros.training.data import parse_name
+from hydranet_ros.training.losses import PerImageTask
 
 RECIPE = Path(__file__).resolve().parent.parent / "config" / "train_utkface.yaml"
 # the shipped recipe, shrunk: 32x32 faces, resnet18 from scratch (no download in tests),

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hydranet_ros.node_logic import IMAGE_TOPIC, PARAMS_BY_NAME
-from hydranet_ros.outputs import OUTPUT_SPECS
+from hydranet_ros.messages.topics import IMAGE_TOPIC, OUTPUT_SPECS
+from hydranet_ros.node.parameters import PARAMS_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 HYDRANET_LAUNCH = ROOT / "launch" / "hydranet.launch.py"
@@ -143,8 +143,9 @@ def test_generate_launch_description(path):
 @pytest.mark.parametrize("rviz, count", [("false", 1), ("true", 2)])
 def test_hydranet_launch_builds_the_nodes(rviz, count):
     module = _load(HYDRANET_LAUNCH)
-    from launch import LaunchContext
     from launch_ros.actions import Node
+
+    from launch import LaunchContext
 
     context = LaunchContext()
     context.launch_configurations.update({

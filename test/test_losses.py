@@ -7,8 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hydranet_ros.losses import (DepthTask, SegmentationTask, berhu_loss, cross_entropy_loss, l1_loss,
-                                 silog_loss, upsample_to)
+from hydranet_ros.training.losses import (
+    DepthTask,
+    SegmentationTask,
+    berhu_loss,
+    cross_entropy_loss,
+    l1_loss,
+    silog_loss,
+    upsample_to,
+)
 
 
 def test_berhu_matches_hand_computed_value() -> None:

@@ -1,4 +1,5 @@
-"""The node's decisions, tested without ROS 2 (hydranet_ros.node_logic)."""
+"""The node's decisions and message conventions, tested without ROS 2 (node.parameters, node.health,
+node.qos and messages/)."""
 from __future__ import annotations
 
 import importlib.util
@@ -15,9 +16,14 @@ import pytest
 import torch
 import yaml
 
-from hydranet_ros import node_logic as nl
-from hydranet_ros.image_codec import ImageDecodeError, array_to_fields
-from hydranet_ros.outputs import OUTPUT_SPECS
+from hydranet_ros.inference import shipped as shipped_files
+from hydranet_ros.messages import camera_info, label_info, stamps, topics
+from hydranet_ros.messages import image as image_msgs
+from hydranet_ros.messages.image import ImageDecodeError, array_to_fields
+from hydranet_ros.messages.topics import OUTPUT_SPECS
+from hydranet_ros.node import health as node_health
+from hydranet_ros.node import parameters as params
+from hydranet_ros.node import qos
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,28 +31,28 @@ ROOT = Path(__file__).resolve().parents[1]
 # ----- parameters ---------------------------------------------------------------
 
 def test_every_parameter_has_a_description_and_a_valid_default():
-    assert len({p.name for p in nl.PARAMS}) == len(nl.PARAMS)
-    for spec in nl.PARAMS:
+    assert len({p.name for p in params.PARAMS}) == len(params.PARAMS)
+    for spec in params.PARAMS:
         assert len(spec.description) > 15, spec.name
         spec.check(spec.default)
-    config = nl.load_config({})
+    config = params.load_config({})
     assert config.outputs == ("depth", "labels", "overlay")
-    assert config.depth_range is None and config.max_input_pixels == nl.DEFAULT_MAX_INPUT_PIXELS
+    assert config.depth_range is None and config.max_input_pixels == params.DEFAULT_MAX_INPUT_PIXELS
     assert config.qos_reliability == "best_effort" and config.qos_depth == 1
 
 
 def test_every_output_has_a_publish_switch():
-    names = {p.name for p in nl.PARAMS}
+    names = {p.name for p in params.PARAMS}
     for spec in OUTPUT_SPECS:
-        assert nl.publish_param(spec) in names
-    on = {spec.name for spec in OUTPUT_SPECS if nl.PARAMS_BY_NAME[nl.publish_param(spec)].default}
+        assert params.publish_param(spec) in names
+    on = {spec.name for spec in OUTPUT_SPECS if params.PARAMS_BY_NAME[params.publish_param(spec)].default}
     assert on == {"depth", "labels", "overlay"}
 
 
 def test_shipped_yaml_holds_the_table_defaults():
     text = (ROOT / "config" / "hydranet.yaml").read_text()
-    assert text == nl.parameters_yaml(), "regenerate config/hydranet.yaml from nl.parameters_yaml()"
-    assert yaml.safe_load(text)["/**"]["ros__parameters"] == nl.defaults()
+    assert text == params.parameters_yaml(), "regenerate config/hydranet.yaml from params.parameters_yaml()"
+    assert yaml.safe_load(text)["/**"]["ros__parameters"] == params.defaults()
 
 
 @pytest.mark.parametrize("name, value, fragment", [
@@ -71,20 +77,20 @@ def test_shipped_yaml_holds_the_table_defaults():
     ("no_such_parameter", 1, "unknown parameter"),
 ])
 def test_bad_parameter_is_named(name, value, fragment):
-    with pytest.raises(nl.ParamError) as info:
-        nl.load_config({name: value})
+    with pytest.raises(params.ParamError) as info:
+        params.load_config({name: value})
     message = str(info.value)
     assert f"parameter '{name}'" in message and fragment in message
 
 
 def test_all_problems_are_reported_at_once():
-    with pytest.raises(nl.ParamError) as info:
-        nl.load_config({"overlay_alpha": 2.0, "qos_depth": 0, "device": "tpu"})
+    with pytest.raises(params.ParamError) as info:
+        params.load_config({"overlay_alpha": 2.0, "qos_depth": 0, "device": "tpu"})
     assert {name for name, _ in info.value.problems} == {"overlay_alpha", "qos_depth", "device"}
 
 
 def test_parameter_types_are_forgiving_where_unambiguous():
-    config = nl.load_config({"overlay_alpha": 1, "qos_depth": 3.0, "publish_depth_colour": "True",
+    config = params.load_config({"overlay_alpha": 1, "qos_depth": 3.0, "publish_depth_colour": "True",
                              "qos_reliability": " Reliable ", "max_input_pixels": 0})
     assert config.overlay_alpha == 1.0 and isinstance(config.overlay_alpha, float)
     assert config.qos_depth == 3 and config.qos_reliability == "reliable"
@@ -92,48 +98,48 @@ def test_parameter_types_are_forgiving_where_unambiguous():
 
 
 def test_warmup_size_is_width_by_height_or_off():
-    assert nl.load_config({}).warmup_size == (640, 480)
-    assert nl.load_config({"warmup_size": "1242x375"}).warmup_size == (1242, 375)
-    assert nl.load_config({"warmup_size": ""}).warmup_size is None
+    assert params.load_config({}).warmup_size == (640, 480)
+    assert params.load_config({"warmup_size": "1242x375"}).warmup_size == (1242, 375)
+    assert params.load_config({"warmup_size": ""}).warmup_size is None
 
 
 def test_depth_display_range():
-    assert nl.load_config({"depth_display_min": 1.0, "depth_display_max": 50.0}).depth_range == (1.0, 50.0)
-    with pytest.raises(nl.ParamError, match="depth_display_min"):
-        nl.load_config({"depth_display_min": 60.0, "depth_display_max": 50.0})
+    assert params.load_config({"depth_display_min": 1.0, "depth_display_max": 50.0}).depth_range == (1.0, 50.0)
+    with pytest.raises(params.ParamError, match="depth_display_min"):
+        params.load_config({"depth_display_min": 60.0, "depth_display_max": 50.0})
 
 
 def test_all_outputs_off_is_an_error():
-    off = {nl.publish_param(spec): False for spec in OUTPUT_SPECS}
-    with pytest.raises(nl.ParamError, match="nothing to publish"):
-        nl.load_config({**off, "publish_depth_camera_info": False})
-    assert nl.load_config(off).outputs == ()   # camera info alone is still something
+    off = {params.publish_param(spec): False for spec in OUTPUT_SPECS}
+    with pytest.raises(params.ParamError, match="nothing to publish"):
+        params.load_config({**off, "publish_depth_camera_info": False})
+    assert params.load_config(off).outputs == ()   # camera info alone is still something
 
 
 def test_a_precision_or_backend_the_device_cannot_run_falls_back_and_says_so(weights_file):
-    from hydranet_ros.predictor import load_predictor
+    from hydranet_ros.inference.predictor import load_predictor
 
-    config = nl.load_config({"device": "cpu", "precision": "fp16", "backend": "cudagraph"})
+    config = params.load_config({"device": "cpu", "precision": "fp16", "backend": "cudagraph"})
     predictor = load_predictor(weights_file, **config.predictor_options())
     assert (predictor.precision, predictor.backend) == ("fp32", "eager")
-    assert nl.fallback_notes(config, predictor.precision, predictor.backend) == [
+    assert params.fallback_notes(config, predictor.precision, predictor.backend) == [
         "precision fp16 cannot run here; running fp32", "backend cudagraph cannot run here; running eager"]
-    assert nl.fallback_notes(nl.load_config({"device": "cpu"}), "fp32", "eager") == []  # auto is never a fallback
+    assert params.fallback_notes(params.load_config({"device": "cpu"}), "fp32", "eager") == []  # auto is never a fallback
 
 
 def test_device_is_checked_by_the_predictor_rules():
     if not torch.cuda.is_available():
-        with pytest.raises(nl.ParamError, match="parameter 'device'.*CUDA"):
-            nl.load_config({"device": "cuda"})
+        with pytest.raises(params.ParamError, match="parameter 'device'.*CUDA"):
+            params.load_config({"device": "cuda"})
     else:
-        with pytest.raises(nl.ParamError, match="parameter 'device'.*CUDA device"):
-            nl.load_config({"device": f"cuda:{torch.cuda.device_count()}"})
+        with pytest.raises(params.ParamError, match="parameter 'device'.*CUDA device"):
+            params.load_config({"device": f"cuda:{torch.cuda.device_count()}"})
 
 
 def test_predictor_options_feed_load_predictor(weights_file):
-    from hydranet_ros.predictor import load_predictor
+    from hydranet_ros.inference.predictor import load_predictor
 
-    config = nl.load_config({"device": "cpu", "overlay_alpha": 0.25, "depth_display_max": 40.0,
+    config = params.load_config({"device": "cpu", "overlay_alpha": 0.25, "depth_display_max": 40.0,
                              "depth_colormap": "viridis"})
     predictor = load_predictor(weights_file, **config.predictor_options())
     assert predictor.overlay_alpha == 0.25 and predictor.depth_range == (0.0, 40.0)
@@ -142,32 +148,32 @@ def test_predictor_options_feed_load_predictor(weights_file):
 
 def test_resolve_weights(tmp_path):
     given = tmp_path / "w.safetensors"
-    with pytest.raises(nl.ParamError, match=f"parameter 'weights'.*{given}"):
-        nl.resolve_weights(str(given), None)
+    with pytest.raises(params.ParamError, match=f"parameter 'weights'.*{given}"):
+        params.resolve_weights(str(given), None)
     given.write_bytes(b"x")
-    assert nl.resolve_weights(str(given), None) == given
+    assert params.resolve_weights(str(given), None) == given
 
-    shipped = tmp_path / nl.SHIPPED_WEIGHTS
-    with pytest.raises(nl.ParamError, match="shipped"):
-        nl.resolve_weights("", tmp_path)
+    shipped = tmp_path / shipped_files.SHIPPED_WEIGHTS
+    with pytest.raises(params.ParamError, match="shipped"):
+        params.resolve_weights("", tmp_path)
     shipped.parent.mkdir(parents=True)
     shipped.write_bytes(b"x")
-    assert nl.resolve_weights("", tmp_path) == shipped
-    with pytest.raises(nl.ParamError, match="not installed"):
-        nl.resolve_weights("", None)
+    assert params.resolve_weights("", tmp_path) == shipped
+    with pytest.raises(params.ParamError, match="not installed"):
+        params.resolve_weights("", None)
 
 
 def test_usage_and_readme_table_list_every_parameter():
-    usage, table = nl.format_usage(), nl.parameter_table_markdown()
-    for spec in nl.PARAMS:
+    usage, table = params.format_usage(), params.parameter_table_markdown()
+    for spec in params.PARAMS:
         assert spec.name in usage
         assert f"| `{spec.name}` |" in table
 
 
 def _load_node_module():
-    spec = importlib.util.find_spec("hydranet_ros.node")
+    spec = importlib.util.find_spec("hydranet_ros.node.node")
     assert spec is not None
-    import hydranet_ros.node as node
+    import hydranet_ros.node.node as node
     return node
 
 
@@ -191,23 +197,23 @@ def test_without_ros_main_fails_clearly(capsys):
 # ----- QoS and topics ------------------------------------------------------------
 
 def test_qos_choices():
-    default = nl.subscription_qos(nl.load_config({}))
-    assert default == nl.QosChoice(reliability="best_effort", depth=1, durability="volatile", history="keep_last")
-    assert nl.subscription_qos(nl.load_config({"qos_reliability": "reliable", "qos_depth": 5})) == \
-        nl.QosChoice(reliability="reliable", depth=5)
-    assert nl.PUBLISHER_QOS.reliability == "reliable" and nl.PUBLISHER_QOS.durability == "volatile"
-    assert nl.LATCHED_QOS.durability == "transient_local" and nl.LATCHED_QOS.reliability == "reliable"
+    default = qos.subscription_qos(params.load_config({}))
+    assert default == qos.QosChoice(reliability="best_effort", depth=1, durability="volatile", history="keep_last")
+    assert qos.subscription_qos(params.load_config({"qos_reliability": "reliable", "qos_depth": 5})) == \
+        qos.QosChoice(reliability="reliable", depth=5)
+    assert qos.PUBLISHER_QOS.reliability == "reliable" and qos.PUBLISHER_QOS.durability == "volatile"
+    assert qos.LATCHED_QOS.durability == "transient_local" and qos.LATCHED_QOS.reliability == "reliable"
 
 
 def test_input_topic_follows_image_transport_convention():
-    assert nl.input_topic("raw") == "image"
-    assert nl.input_topic("compressed") == "image/compressed"
+    assert topics.input_topic("raw") == "image"
+    assert topics.input_topic("compressed") == "image/compressed"
 
 
 # ----- newest-frame slot ---------------------------------------------------------
 
 def test_slot_keeps_only_the_newest_and_counts_drops():
-    slot: nl.FrameSlot[int] = nl.FrameSlot()
+    slot: node_health.FrameSlot[int] = node_health.FrameSlot()
     assert slot.put(1) is False
     assert slot.put(2) is True and slot.put(3) is True
     assert slot.take(timeout=0) == 3
@@ -216,7 +222,7 @@ def test_slot_keeps_only_the_newest_and_counts_drops():
 
 
 def test_slot_close_wakes_a_waiting_worker():
-    slot: nl.FrameSlot[int] = nl.FrameSlot()
+    slot: node_health.FrameSlot[int] = node_health.FrameSlot()
     result = []
     worker = threading.Thread(target=lambda: result.append(slot.take(timeout=10)))
     worker.start()
@@ -228,7 +234,7 @@ def test_slot_close_wakes_a_waiting_worker():
 
 
 def test_slow_worker_never_builds_a_backlog():
-    slot: nl.FrameSlot[int] = nl.FrameSlot()
+    slot: node_health.FrameSlot[int] = node_health.FrameSlot()
     seen: list[int] = []
 
     def worker():
@@ -253,9 +259,9 @@ def test_slow_worker_never_builds_a_backlog():
 
 def test_only_enabled_and_subscribed_outputs_are_computed():
     enabled = ("depth", "labels", "overlay", "depth_colour")
-    assert nl.select_outputs(enabled, {}) == ()
-    assert nl.select_outputs(enabled, {"overlay": 1, "depth": 2, "segm_colour": 5}) == ("depth", "overlay")
-    assert nl.select_outputs(enabled, {"depth_colour": 1, "labels": 0}) == ("depth_colour",)
+    assert node_health.select_outputs(enabled, {}) == ()
+    assert node_health.select_outputs(enabled, {"overlay": 1, "depth": 2, "segm_colour": 5}) == ("depth", "overlay")
+    assert node_health.select_outputs(enabled, {"depth_colour": 1, "labels": 0}) == ("depth_colour",)
 
 
 # ----- input decoding -------------------------------------------------------------
@@ -279,17 +285,17 @@ RGB = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     ("rgb16", lambda rgb: rgb.astype(np.uint16) << 8),
 ])
 def test_colour_encodings_decode_to_the_same_rgb(encoding, make):
-    assert np.array_equal(nl.decode_input(_raw_msg(np.ascontiguousarray(make(RGB)), encoding), "raw", None), RGB)
+    assert np.array_equal(image_msgs.decode_input(_raw_msg(np.ascontiguousarray(make(RGB)), encoding), "raw", None), RGB)
 
 
 def test_grey_and_yuv_encodings_decode_to_rgb():
     grey = RGB[:, :, 0]
-    out = nl.decode_input(_raw_msg(grey, "mono8"), "raw", None)
+    out = image_msgs.decode_input(_raw_msg(grey, "mono8"), "raw", None)
     assert out.shape == (48, 64, 3) and np.array_equal(out[:, :, 1], grey)
-    out16 = nl.decode_input(_raw_msg(grey.astype(np.uint16) << 8, "mono16"), "raw", None)
+    out16 = image_msgs.decode_input(_raw_msg(grey.astype(np.uint16) << 8, "mono16"), "raw", None)
     assert np.array_equal(out16, out)
     yuv = np.full((48, 64, 2), 128, np.uint8)
-    assert nl.decode_input(_raw_msg(yuv, "yuv422"), "raw", None).shape == (48, 64, 3)
+    assert image_msgs.decode_input(_raw_msg(yuv, "yuv422"), "raw", None).shape == (48, 64, 3)
 
 
 def test_padded_rows_and_array_data_decode():
@@ -298,7 +304,7 @@ def test_padded_rows_and_array_data_decode():
     padded[:, :fields.step] = np.frombuffer(fields.data, np.uint8).reshape(48, -1)
     import array
     msg = _raw_msg(RGB, "rgb8", step=fields.step + 16, data=array.array("B", padded.tobytes()))
-    assert np.array_equal(nl.decode_input(msg, "raw", None), RGB)
+    assert np.array_equal(image_msgs.decode_input(msg, "raw", None), RGB)
 
 
 @pytest.mark.parametrize("overrides, fragment", [
@@ -309,68 +315,68 @@ def test_padded_rows_and_array_data_decode():
 ])
 def test_bad_raw_frames_raise_with_the_reason(overrides, fragment):
     with pytest.raises(ImageDecodeError, match=fragment):
-        nl.decode_input(_raw_msg(RGB, "rgb8", **overrides), "raw", None)
+        image_msgs.decode_input(_raw_msg(RGB, "rgb8", **overrides), "raw", None)
 
 
 def test_frame_over_the_pixel_limit_is_bad():
     with pytest.raises(ImageDecodeError, match="exceeds the limit of 3000"):
-        nl.decode_input(_raw_msg(RGB, "rgb8"), "raw", 3000)
+        image_msgs.decode_input(_raw_msg(RGB, "rgb8"), "raw", 3000)
     ok, png = cv2.imencode(".png", RGB[:, :, ::-1])
     with pytest.raises(ImageDecodeError, match="exceeds the limit"):
-        nl.decode_input(SimpleNamespace(data=png.tobytes(), format="png"), "compressed", 3000)
+        image_msgs.decode_input(SimpleNamespace(data=png.tobytes(), format="png"), "compressed", 3000)
 
 
 def test_compressed_frames():
     ok, png = cv2.imencode(".png", RGB[:, :, ::-1])
-    assert np.array_equal(nl.decode_input(SimpleNamespace(data=png.tobytes(), format="png"), "compressed", None), RGB)
+    assert np.array_equal(image_msgs.decode_input(SimpleNamespace(data=png.tobytes(), format="png"), "compressed", None), RGB)
     ok, jpeg = cv2.imencode(".jpg", RGB[:, :, ::-1])
-    assert nl.decode_input(SimpleNamespace(data=jpeg.tobytes(), format="jpeg"), "compressed", None).shape == RGB.shape
+    assert image_msgs.decode_input(SimpleNamespace(data=jpeg.tobytes(), format="jpeg"), "compressed", None).shape == RGB.shape
     with pytest.raises(ImageDecodeError, match="could not be decoded"):
-        nl.decode_input(SimpleNamespace(data=b"not a jpeg at all", format="jpeg"), "compressed", None)
+        image_msgs.decode_input(SimpleNamespace(data=b"not a jpeg at all", format="jpeg"), "compressed", None)
     with pytest.raises(ImageDecodeError, match="no data"):
-        nl.decode_input(SimpleNamespace(data=b"", format="jpeg"), "compressed", None)
+        image_msgs.decode_input(SimpleNamespace(data=b"", format="jpeg"), "compressed", None)
 
 
 # ----- camera info ---------------------------------------------------------------
 
-INFO = nl.Intrinsics(width=640, height=480,
+INFO = camera_info.Intrinsics(width=640, height=480,
                      k=(500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0),
                      p=(500.0, 0.0, 320.0, -25.0, 0.0, 510.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0),
                      roi=(10, 20, 300, 200))
 
 
 def test_camera_info_unchanged_at_input_resolution():
-    assert nl.scale_intrinsics(INFO, (640, 480), (640, 480)) == INFO
+    assert camera_info.scale_intrinsics(INFO, (640, 480), (640, 480)) == INFO
 
 
 def test_camera_info_scales_with_the_output():
-    half = nl.scale_intrinsics(INFO, (640, 480), (320, 240))
+    half = camera_info.scale_intrinsics(INFO, (640, 480), (320, 240))
     assert (half.width, half.height) == (320, 240)
     assert half.k == (250.0, 0.0, 160.0, 0.0, 255.0, 120.0, 0.0, 0.0, 1.0)
     assert half.p == (250.0, 0.0, 160.0, -12.5, 0.0, 255.0, 120.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     assert half.roi == (5, 10, 150, 100)
     # anisotropic: only x changes
-    wide = nl.scale_intrinsics(INFO, (640, 480), (1280, 480))
+    wide = camera_info.scale_intrinsics(INFO, (640, 480), (1280, 480))
     assert wide.k[0] == 1000.0 and wide.k[2] == 640.0 and wide.k[4] == 510.0 and wide.k[5] == 240.0
 
 
 def test_uncalibrated_camera_info_stays_uncalibrated():
-    blank = nl.Intrinsics(width=0, height=0, k=(0.0,) * 9, p=(0.0,) * 12)
-    scaled = nl.scale_intrinsics(blank, (640, 480), (320, 240))
+    blank = camera_info.Intrinsics(width=0, height=0, k=(0.0,) * 9, p=(0.0,) * 12)
+    scaled = camera_info.scale_intrinsics(blank, (640, 480), (320, 240))
     assert (scaled.width, scaled.height) == (0, 0) and scaled.k == (0.0,) * 9
 
 
 def test_camera_info_rejects_empty_sizes():
     with pytest.raises(ValueError, match="positive"):
-        nl.scale_intrinsics(INFO, (0, 480), (320, 240))
+        camera_info.scale_intrinsics(INFO, (0, 480), (320, 240))
 
 
 # ----- class names -------------------------------------------------------------------
 
 def test_label_entries_and_json_fallback():
-    entries = nl.label_entries(["road", "car"], [(128, 64, 128), (0, 0, 142)])
+    entries = label_info.label_entries(["road", "car"], [(128, 64, 128), (0, 0, 142)])
     assert [(e.class_id, e.name) for e in entries] == [(0, "road"), (1, "car"), (255, "unlabeled")]
-    data = json.loads(nl.label_info_json(entries))
+    data = json.loads(label_info.label_info_json(entries))
     assert data["unlabeled_id"] == 255
     assert data["classes"][1] == {"id": 1, "name": "car", "colour": [0, 0, 142]}
 
@@ -386,15 +392,15 @@ class FakeClock:
 
 
 def test_stamp_latency():
-    assert nl.stamp_to_ns(12, 345) == 12_000_000_345
-    assert nl.stamp_latency(0, 10**18) is None
-    assert nl.stamp_latency(10**18, 0) is None      # simulated time not started yet
-    assert nl.stamp_latency(nl.stamp_to_ns(10, 0), nl.stamp_to_ns(10, 250_000_000)) == pytest.approx(0.25)
+    assert stamps.stamp_to_ns(12, 345) == 12_000_000_345
+    assert node_health.stamp_latency(0, 10**18) is None
+    assert node_health.stamp_latency(10**18, 0) is None      # simulated time not started yet
+    assert node_health.stamp_latency(stamps.stamp_to_ns(10, 0), stamps.stamp_to_ns(10, 250_000_000)) == pytest.approx(0.25)
 
 
 def test_stats_rates_percentiles_and_counters():
     clock = FakeClock()
-    stats = nl.Stats(device="cpu fp32", window_s=5.0, clock=clock)
+    stats = node_health.Stats(device="cpu fp32", window_s=5.0, clock=clock)
     empty = stats.snapshot()
     assert empty.fps == 0.0 and math.isnan(empty.latency_ms[0]) and empty.seconds_since_frame is None
     for i in range(100):                       # 10 s at 10 Hz
@@ -413,13 +419,13 @@ def test_stats_rates_percentiles_and_counters():
     assert snap.last_error == "unsupported encoding 'x'" and snap.device == "cpu fp32"
     pairs = dict(snap.as_pairs())
     assert pairs["frames dropped (newer frame arrived)"] == "10" and all(isinstance(v, str) for v in pairs.values())
-    line = nl.format_log_line(snap)
+    line = node_health.format_log_line(snap)
     assert f"{snap.fps:.1f} fps on cpu fp32" in line and "10 dropped" in line and "1 bad" in line
 
 
 def test_health_reports_what_happened_since_the_last_report():
     clock = FakeClock()
-    stats, judge = nl.Stats(clock=clock), nl.HealthJudge(stale_after_s=5.0)
+    stats, judge = node_health.Stats(clock=clock), node_health.HealthJudge(stale_after_s=5.0)
     assert judge.judge(stats.snapshot()).level == "warn"          # nothing received yet
     stats.frame_received(False)
     stats.frame_done(0.01, 0.02)
@@ -439,6 +445,6 @@ def test_health_reports_what_happened_since_the_last_report():
 
 
 def test_backend_reaches_the_predictor():
-    config = nl.load_config({"backend": "onnxruntime", "device": "cpu"})
+    config = params.load_config({"backend": "onnxruntime", "device": "cpu"})
     assert config.predictor_options()["backend"] == "onnxruntime"
-    assert nl.load_config({"device": "cpu"}).backend == "auto"
+    assert params.load_config({"device": "cpu"}).backend == "auto"

@@ -30,6 +30,7 @@ pytest.importorskip("sensor_msgs.msg", reason=NOT_SOURCED)
 
 import cv2  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
+from conftest import make_card, make_model  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
@@ -38,15 +39,13 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 
-from hydranet_ros import node as node_module  # noqa: E402
-from hydranet_ros.image_codec import array_to_fields, decode_image  # noqa: E402
-from hydranet_ros.node import HydraNetNode  # noqa: E402
-from hydranet_ros.node_logic import ParamError  # noqa: E402
-from hydranet_ros.outputs import DEPTH_CAMERA_INFO_TOPIC, LABEL_INFO_TOPIC, OUTPUT_SPECS  # noqa: E402
-from hydranet_ros.predictor import load_predictor  # noqa: E402
-from hydranet_ros.weights import save_weights  # noqa: E402
-
-from conftest import make_card, make_model  # noqa: E402
+from hydranet_ros.node import node as node_module  # noqa: E402
+from hydranet_ros.inference.predictor import load_predictor  # noqa: E402
+from hydranet_ros.inference.weights import save_weights  # noqa: E402
+from hydranet_ros.messages.image import array_to_fields, decode_image  # noqa: E402
+from hydranet_ros.messages.topics import DEPTH_CAMERA_INFO_TOPIC, LABEL_INFO_TOPIC, OUTPUT_SPECS  # noqa: E402
+from hydranet_ros.node.node import HydraNetNode  # noqa: E402
+from hydranet_ros.node.parameters import ParamError  # noqa: E402
 
 WIDTH, HEIGHT = 64, 48
 TIMEOUT_S = 30.0
@@ -389,7 +388,7 @@ def test_bad_parameter_stops_the_node_naming_it(module_weights, tmp_path):
 def _run_node(*ros_args: str) -> subprocess.Popen:
     # unbuffered log output, so the test sees "listening on" as soon as the node says it
     env = {**os.environ, "RCUTILS_LOGGING_BUFFERED_STREAM": "0", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "hydranet_ros.node", "--ros-args", *ros_args],
+    return subprocess.Popen([sys.executable, "-m", "hydranet_ros.node.node", "--ros-args", *ros_args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 

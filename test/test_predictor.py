@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_card, make_model
 
 from hydranet_ros import Prediction, load_predictor
-from hydranet_ros.predictor import OUTPUTS, Predictor, UnsupportedPrecisionError, normalise, precision_name
-from hydranet_ros.presets import KITTI6
-
-from conftest import make_card, make_model
+from hydranet_ros.inference.predictor import OUTPUTS, Predictor, UnsupportedPrecisionError, normalise, precision_name
+from hydranet_ros.model.presets import KITTI6
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +131,7 @@ def test_auto_precision_is_the_fastest_one_the_device_and_backend_honour() -> No
 
 def test_a_precision_the_device_cannot_run_falls_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     card = make_card()
-    with caplog.at_level(logging.WARNING, logger="hydranet_ros.predictor"):
+    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.predictor"):
         predictor = Predictor(make_model(card), card, device="cpu", precision="fp16")
     assert (predictor.requested_precision, predictor.precision, predictor.dtype) == ("fp16", "fp32", torch.float32)
     assert "'fp16' is not supported on the CPU" in caplog.text and "(falling back to fp32)" in caplog.text

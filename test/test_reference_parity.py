@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from hydranet_ros.model import HydraNet
-from hydranet_ros.reference_checkpoint import convert_reference_state_dict, load_reference_state_dict
+from hydranet_ros.model.reference_checkpoint import convert_reference_state_dict, load_reference_state_dict
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 needs_reference = pytest.mark.skipif(
@@ -136,8 +136,8 @@ def test_model_matches_reference_forward(name: str) -> None:
 def test_kitti6_checkpoint_reproduces_reference_outputs() -> None:
     import cv2
 
-    from hydranet_ros.predictor import normalise
-    from hydranet_ros.presets import IMAGENET_MEAN, IMAGENET_STD
+    from hydranet_ros.inference.predictor import normalise
+    from hydranet_ros.model.presets import IMAGENET_MEAN, IMAGENET_STD
 
     state, config = convert_reference_state_dict(load_reference_state_dict(REFERENCE / "kitti6.ckpt"))
     model = HydraNet(config).eval()

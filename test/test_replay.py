@@ -5,14 +5,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from replay_helpers import (HEIGHT, K, WIDTH, count_video_frames, make_images, read_bag,
-                            write_camera_bag, write_video)
+from replay_helpers import HEIGHT, WIDTH, K, count_video_frames, make_images, read_bag, write_camera_bag, write_video
 
-from hydranet_ros.bagio import header_of, image_message, image_to_array, image_to_rgb
-from hydranet_ros.evaluation import Evaluation
-from hydranet_ros.outputs import OUTPUT_SPECS
-from hydranet_ros.predictor import OUTPUTS, Predictor, load_predictor
-from hydranet_ros.replay import main
+from hydranet_ros.inference.predictor import OUTPUTS, Predictor, load_predictor
+from hydranet_ros.messages.stamps import header_of
+from hydranet_ros.messages.topics import OUTPUT_SPECS
+from hydranet_ros.offline.bagio import image_message, image_to_array, image_to_rgb
+from hydranet_ros.offline.evaluation import Evaluation
+from hydranet_ros.offline.replay import main
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -306,7 +306,7 @@ class _Frame:
 
 
 def test_demo_writes_bags_video_and_report(tmp_path, capsys, weights_file, monkeypatch):
-    from hydranet_ros import demo
+    from hydranet_ros.offline import demo
 
     monkeypatch.setattr(demo, "render_demo_frames", lambda n, w, h, seed: (_Frame(i) for i in make_images(n)))
     directory = tmp_path / "demo"
@@ -327,10 +327,10 @@ def test_demo_writes_bags_video_and_report(tmp_path, capsys, weights_file, monke
 
 
 def test_demo_without_weights_names_the_path(tmp_path, capsys, monkeypatch):
-    from hydranet_ros import demo
+    from hydranet_ros.inference import shipped
 
     missing = tmp_path / "share" / "weights" / "hydranet_synthetic_street.safetensors"
-    monkeypatch.setattr(demo, "shipped_weights_candidates", lambda: [missing])
+    monkeypatch.setattr(shipped, "shipped_weights_candidates", lambda: [missing])
     code, _, stderr = run(capsys, "--demo", "--output-dir", tmp_path / "demo")
     assert code == 1 and str(missing) in stderr and "Traceback" not in stderr
     assert not (tmp_path / "demo").exists()

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from hydranet_ros.timing import StageTimer, format_table, stage_stats
+from hydranet_ros.common.timing import StageTimer, format_table, stage_stats
 
 
 def test_stage_stats_percentiles_in_milliseconds():

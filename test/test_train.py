@@ -12,17 +12,16 @@ from typing import Any
 import pytest
 import torch
 import yaml
-
-import hydranet_ros.tasks.depth_segmentation as DS
-import hydranet_ros.tasks.model_init as model_init
-import hydranet_ros.train as T
-from hydranet_ros.checkpoint import BEST, LAST, load_checkpoint
-from hydranet_ros.data.synthetic import SyntheticStreetDataset
-from hydranet_ros.train_config import ConfigError, load_config
-from hydranet_ros.weights import load_weights, read_card
-
 from conftest import make_card, make_model
 from train_helpers import Killed, interrupt_at, kill, sigint
+
+import hydranet_ros.training.tasks.depth_segmentation as DS
+import hydranet_ros.training.tasks.model_init as model_init
+import hydranet_ros.training.train as T
+from hydranet_ros.inference.weights import load_weights, read_card
+from hydranet_ros.training.checkpoint import BEST, LAST, load_checkpoint
+from hydranet_ros.training.config import ConfigError, load_config
+from hydranet_ros.training.data.synthetic import SyntheticStreetDataset
 
 VAL_SEED_OFFSET = 10_000  # held-out frames: seeds the training set never uses
 
@@ -180,7 +179,7 @@ def test_depth_only_batch_gives_zero_segmentation_loss_and_a_finite_total() -> N
 
 # -- initialisation ----------------------------------------------------------------------
 def test_init_from_a_weights_file_reinitialises_only_a_head_of_another_class_count(tmp_path: Path) -> None:
-    from hydranet_ros.weights import save_weights
+    from hydranet_ros.inference.weights import save_weights
 
     card = make_card(num_classes=40)
     source = make_model(card, seed=1)

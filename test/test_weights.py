@@ -5,12 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_card, make_model
 from safetensors.torch import save_file
 
+from hydranet_ros.inference.weights import CARD_KEY, WeightsError, load_weights, read_card, save_weights
 from hydranet_ros.model import HydraNet, ModelConfig
-from hydranet_ros.weights import CARD_KEY, WeightsError, load_weights, read_card, save_weights
-
-from conftest import make_card, make_model
 
 
 def test_round_trip_keeps_every_tensor_and_the_card(tmp_path: Path) -> None:

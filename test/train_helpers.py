@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import pytest
 
-import hydranet_ros.train as T
+import hydranet_ros.training.train as T
 
 
 class Killed(BaseException):

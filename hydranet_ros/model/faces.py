@@ -17,6 +17,8 @@ from .hydranet import check_fields
 
 FACE_BACKBONES = ("resnet18", "resnet34", "resnet50")
 FACE_HEADS = ("age", "gender", "race")
+# the gender head is one logit: its sigmoid is the probability of the second name
+GENDER_NAMES = ("male", "female")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,253 @@
+"""The one place that turns an RGB image into depth, labels and overlays.
+
+The node, the replay tool and the benchmark all call ``Predictor``. Every step
+after the upload (normalise, model, upsample, argmax, palette, blend, depth
+colouring) runs on the model's device; each requested output is copied back once.
+
+How the network itself runs is the ``backend`` option (``backends.py``): eager
+PyTorch, torch.compile, CUDA graphs, ONNX Runtime or TensorRT, or ``auto`` (the
+default: CUDA graphs on a GPU, eager on the CPU); an unavailable one falls back,
+with a warning, and ``Predictor.backend`` names the one that actually runs.
+Fixed-shape backends compile or capture on the first frame of each size, so call
+``warmup(height, width)`` before the first real frame, in the thread that will
+run the frames (torch.compile keeps its CUDA graphs per thread).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model import HydraNet
+from .backends import OnnxSource, Runner, build_runner, copy_to_host
+from .colour import blend, colorize_depth, colormap_lut, palette_lut
+from .weights import ModelCard, load_weights
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("depth", "labels", "overlay", "depth_colour", "segm_colour")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+DEFAULT_OUTPUTS = ("depth", "labels", "overlay")
+
+
+@dataclass
+class Prediction:
+    """Outputs at the input resolution; those not requested are ``None``."""
+
+    depth: np.ndarray | None = None         # (H, W) float32, metres
+    labels: np.ndarray | None = None        # (H, W) uint8 class ids
+    overlay: np.ndarray | None = None       # (H, W, 3) uint8 RGB, image blended with class colours
+    depth_colour: np.ndarray | None = None  # (H, W, 3) uint8 RGB
+    segm_colour: np.ndarray | None = None   # (H, W, 3) uint8 RGB, class colours alone
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available "
+                         "(torch.cuda.is_available() is False); use 'cpu' or 'auto'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    return dev
+
+
+class UnsupportedPrecisionError(ValueError):
+    """A known precision that this device cannot run."""
+
+
+# The next best precision when the requested one cannot run on the device.
+PRECISION_FALLBACKS = {("cpu", "fp16"): "fp32", ("cuda", "bf16"): "fp16"}
+
+
+def precision_name(precision: str, device: torch.device, backend: str = "auto") -> str:
+    """The concrete precision for a request; ``auto`` is the fastest one that keeps
+    the results: fp16 on CUDA (fp32 for the onnxruntime backend, whose exported graph
+    is fp32), fp32 on the CPU, where fp16 is not supported and bf16 is slower on most
+    processors. Raises UnsupportedPrecisionError for one the device cannot run."""
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" and backend != "onnxruntime" else "fp32"
+    if precision == "fp16" and device.type == "cpu":
+        raise UnsupportedPrecisionError("precision 'fp16' is not supported on the CPU; use 'fp32', 'bf16' or 'auto'")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UnsupportedPrecisionError(f"precision 'bf16' is not supported on {torch.cuda.get_device_name(device)}")
+    return precision
+
+
+def choose_precision(precision: str, device: torch.device, backend: str = "auto") -> str:
+    """``precision_name``, except that a precision the device cannot run falls back
+    to the next best one with a warning (the caller reports what was chosen)."""
+    try:
+        return precision_name(precision, device, backend)
+    except UnsupportedPrecisionError as error:
+        fallback = PRECISION_FALLBACKS[(device.type, precision)]
+        log.warning("%s (falling back to %s)", error, fallback)
+        return fallback
+
+
+def resolve_precision(precision: str, device: torch.device, backend: str = "auto") -> torch.dtype:
+    return PRECISIONS[precision_name(precision, device, backend)]
+
+
+def apply_depth_activation(depth: torch.Tensor, activation: str) -> torch.Tensor:
+    """The model card's ``depth_activation`` on raw depth; the loss and the benchmark's
+    baseline call this too, so all of them see what the predictor outputs."""
+    if activation == "abs":
+        return depth.abs()
+    if activation == "relu":
+        return depth.clamp_min(0.0)
+    if activation == "none":
+        return depth
+    raise ValueError(f"unknown depth activation {activation!r}")
+
+
+def normalise(images: torch.Tensor, mean: Sequence[float] | torch.Tensor,
+              std: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) uint8 -> float32 ``(x / 255 - mean) / std``, the model's input.
+    Training calls this too, so it sees exactly what the predictor feeds the model."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected an (N, 3, H, W) image batch, got shape {tuple(images.shape)}")
+    m = torch.as_tensor(mean, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.as_tensor(std, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)
+    return (images.float() / 255.0 - m) / s
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise a ValueError unless ``image`` is a non-empty (H, W, 3) uint8 RGB array."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB image, got dtype {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"expected a non-empty image, got shape {image.shape}")
+
+
+def _host_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor over ``array``; read-only arrays (decoded message buffers) are copied,
+    since torch may not share memory it cannot write."""
+    if not array.flags.writeable or not array.flags.c_contiguous:
+        array = np.array(array, order="C")
+    return torch.from_numpy(array)
+
+
+class Predictor:
+    def __init__(self, model: HydraNet | None, card: ModelCard, device: str | torch.device = "auto",
+                 precision: str = "fp32", overlay_alpha: float = 0.5, depth_colormap: str = "turbo",
+                 depth_range: tuple[float, float] | None = None, backend: str = "auto",
+                 onnx_model: OnnxSource | None = None) -> None:
+        """``model`` may be None when ``onnx_model`` (an exported graph, path or bytes)
+        is given for the ONNX backends; they export ``model`` themselves otherwise.
+        ``precision`` and ``backend`` may be ``auto``; one the device cannot run falls
+        back to the next best with a warning, and the attributes of the same names
+        say what runs."""
+        self.device = resolve_device(device)
+        self.requested_precision = precision
+        self.precision = choose_precision(precision, self.device, backend)
+        self.dtype = PRECISIONS[self.precision]
+        self.card = card
+        if not 0.0 <= overlay_alpha <= 1.0:
+            raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha}")
+        self.overlay_alpha = overlay_alpha
+        self.depth_range = tuple(depth_range) if depth_range is not None else tuple(card.depth_range)
+        if not 0.0 <= self.depth_range[0] < self.depth_range[1]:
+            raise ValueError(f"depth_range must satisfy 0 <= min < max, got {self.depth_range}")
+        memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        self.module = None if model is None else \
+            model.eval().to(device=self.device, dtype=self.dtype, memory_format=memory_format)
+        self._memory_format = memory_format
+        self.requested_backend = backend
+        self._runner: Runner = build_runner(backend, self.module, self.device, self.precision, onnx_model)
+        # on the device once, not uploaded with every frame
+        self._mean = torch.tensor(card.mean, dtype=torch.float32, device=self.device)
+        self._std = torch.tensor(card.std, dtype=torch.float32, device=self.device)
+        self._palette = torch.from_numpy(palette_lut(card.palette)).to(self.device)
+        self._depth_lut = torch.from_numpy(colormap_lut(depth_colormap)).to(self.device)
+        self.depth_colormap = depth_colormap
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.card.class_names)
+
+    @property
+    def backend(self) -> str:
+        """The backend that actually runs (after any fallback), for logs and reports."""
+        return self._runner.name
+
+    def run_model(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw head outputs of the backend for a normalised tensor from ``normalise``.
+        With CUDA graphs they are buffers that the next call overwrites."""
+        return self._runner(x)
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 on the device -> (N, 3, H, W) normalised, in the model's dtype."""
+        x = normalise(images.permute(0, 3, 1, 2), self._mean, self._std)
+        return x.to(dtype=self.dtype).contiguous(memory_format=self._memory_format)
+
+    @torch.inference_mode()
+    def predict_batch(self, images: torch.Tensor, outputs: Iterable[str] = DEFAULT_OUTPUTS) -> dict[str, torch.Tensor]:
+        """(N, H, W, 3) uint8 tensor -> requested outputs as device tensors at input resolution."""
+        wanted = set(outputs)
+        unknown = wanted - set(OUTPUTS)
+        if unknown:
+            raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
+        images = images.to(self.device, non_blocking=True)
+        size = images.shape[1:3]
+        raw = self._runner(self.normalise(images))
+        result: dict[str, torch.Tensor] = {}
+        if wanted & {"depth", "depth_colour"}:
+            depth = F.interpolate(raw["depth"].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+            depth = apply_depth_activation(depth, self.card.depth_activation)
+            if "depth" in wanted:
+                result["depth"] = depth
+            if "depth_colour" in wanted:
+                result["depth_colour"] = colorize_depth(depth, self._depth_lut, self.depth_range)
+        if wanted & {"labels", "overlay", "segm_colour"}:
+            logits = F.interpolate(raw["segm"], size=size, mode="bilinear", align_corners=False)
+            labels = logits.argmax(dim=1).to(torch.uint8)
+            if "labels" in wanted:
+                result["labels"] = labels
+            colours = self._palette[labels.long()]
+            if "segm_colour" in wanted:
+                result["segm_colour"] = colours
+            if "overlay" in wanted:
+                result["overlay"] = blend(images, colours, self.overlay_alpha)
+        return result
+
+    def predict(self, image: np.ndarray, outputs: Iterable[str] = DEFAULT_OUTPUTS) -> Prediction:
+        """One uint8 (H, W, 3) RGB image -> ``Prediction`` with the requested outputs."""
+        check_image(image)
+        tensors = self.predict_batch(_host_tensor(image)[None], outputs)
+        return Prediction(**copy_to_host({name: t[0] for name, t in tensors.items()}))
+
+    def warmup(self, height: int = 480, width: int = 640, iterations: int = 2) -> None:
+        """Run dummy frames so that lazy initialisation (cuDNN autotuning, allocator, and for
+        the compile and cudagraph backends compilation or capture of this size) happens now."""
+        dummy = np.zeros((height, width, 3), dtype=np.uint8)
+        for _ in range(iterations):
+            self.predict(dummy, OUTPUTS)
+
+
+def load_predictor(path: str | Path, device: str = "auto", precision: str = "fp32", **options) -> Predictor:
+    """Load a weights file (or an exported ``.onnx`` graph, which runs on the
+    onnxruntime backend for ``backend="auto"``, or on ``"tensorrt"``) and return a ready
+    ``Predictor``; ``options`` go to ``Predictor``."""
+    if Path(path).suffix == ".onnx":
+        from .onnx import read_onnx_card  # local: only ONNX users need onnxruntime
+
+        if options.get("backend", "auto") == "auto":
+            options["backend"] = "onnxruntime"
+        return Predictor(None, read_onnx_card(path), device=device, precision=precision,
+                         onnx_model=Path(path), **options)
+    model, card = load_weights(path)
+    return Predictor(model, card, device=device, precision=precision, **options)

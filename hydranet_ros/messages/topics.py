@@ -1,0 +1,55 @@
+"""The output topics the node publishes and the replay tool writes: one table for both."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# the rosbag2/ROS 2 type name of a compressed camera frame
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str        # the Prediction field
+    topic: str       # relative topic name
+    encoding: str    # sensor_msgs/Image encoding
+    description: str
+
+
+OUTPUT_SPECS: tuple[OutputSpec, ...] = (
+    OutputSpec("depth", "depth/image", "32FC1", "metric depth in metres (REP 118)"),
+    OutputSpec("labels", "segmentation/image", "mono8", "class ids, 255 = unlabeled"),
+    OutputSpec("overlay", "overlay/image", "rgb8", "input blended with class colours"),
+    OutputSpec("depth_colour", "depth/colorized", "rgb8", "depth through a colour map, for display"),
+    OutputSpec("segm_colour", "segmentation/colorized", "rgb8", "class colours, for display"),
+)
+OUTPUTS_BY_NAME = {spec.name: spec for spec in OUTPUT_SPECS}
+DEPTH_CAMERA_INFO_TOPIC = "depth/camera_info"
+LABEL_INFO_TOPIC = "segmentation/label_info"
+
+IMAGE_TOPIC = "image"
+
+
+# image_transport's convention: the compressed form lives under the raw topic
+COMPRESSED_TOPIC = "image/compressed"
+
+
+CAMERA_INFO_TOPIC = "camera_info"
+
+
+def input_topic(transport: str) -> str:
+    return COMPRESSED_TOPIC if transport == "compressed" else IMAGE_TOPIC
+
+
+def camera_namespace(image_topic: str, msgtype: str) -> str:
+    """The camera's namespace: ``/camera/image_raw`` and ``/camera/image_raw/compressed`` -> ``/camera``.
+
+    image_transport publishes a CompressedImage one level below the image it
+    encodes, so that level is dropped first."""
+    parts = [p for p in image_topic.split("/") if p]
+    if msgtype == COMPRESSED_TYPE and len(parts) > 1:
+        parts = parts[:-1]
+    return "/" + "/".join(parts[:-1])
+
+
+def join_topic(namespace: str, relative: str) -> str:
+    return "/" + "/".join(p for p in (namespace.strip("/"), relative.strip("/")) if p)

@@ -1,0 +1,229 @@
+"""The node's health: the newest-frame slot, frame statistics and the diagnostic level.
+
+Plain Python, no rclpy: the node feeds these from its callbacks and worker thread,
+and the tests drive them with a fake clock.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Generic, Iterable, Mapping, TypeVar
+
+from ..common.timing import stage_stats
+from ..messages.topics import IMAGE_TOPIC, OUTPUT_SPECS
+
+T = TypeVar("T")
+
+
+class FrameSlot(Generic[T]):
+    """Holds only the newest frame. ``put`` overwrites and counts what it overwrote as
+    dropped, so a slow GPU skips frames instead of building a backlog."""
+
+    def __init__(self) -> None:
+        self._item: T | None = None
+        self._closed = False
+        self._dropped = 0
+        self._cond = threading.Condition()
+
+    def put(self, item: T) -> bool:
+        """Store ``item``; True if an unprocessed frame was overwritten (dropped)."""
+        with self._cond:
+            replaced = self._item is not None
+            if replaced:
+                self._dropped += 1
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> T | None:
+        """The newest frame, waiting up to ``timeout`` s; None on timeout or once closed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
+            if self._closed:
+                return None
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        """Wake the worker and make every later ``take`` return None."""
+        with self._cond:
+            self._closed = True
+            self._item = None
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+
+def select_outputs(enabled: Iterable[str], subscriber_counts: Mapping[str, int]) -> tuple[str, ...]:
+    """The enabled outputs somebody listens to, in OUTPUT_SPECS order; the predictor
+    computes exactly these, so an output nobody subscribes to costs nothing."""
+    wanted = set(enabled)
+    return tuple(spec.name for spec in OUTPUT_SPECS
+                 if spec.name in wanted and subscriber_counts.get(spec.name, 0) > 0)
+
+
+def stamp_latency(stamp_ns: int, now_ns: int) -> float | None:
+    """Seconds from the image stamp to now; None for an unset (zero) stamp, which would
+    report the age of the epoch, or while simulated time has not started (now = 0).
+    May be negative when the camera's clock runs ahead of ours."""
+    if stamp_ns <= 0 or now_ns <= 0:
+        return None
+    return (now_ns - stamp_ns) / 1e9
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    received: int
+    processed: int
+    dropped: int
+    bad: int
+    out_of_memory: int
+    errors: int
+    idle: int               # frames skipped because nobody subscribed
+    fps: float
+    latency_ms: tuple[float, float, float]     # p50, p95, max over the window
+    inference_ms: tuple[float, float, float]
+    last_error: str
+    device: str
+    seconds_since_frame: float | None
+
+    def as_pairs(self) -> list[tuple[str, str]]:
+        """Key/value strings for a diagnostic status."""
+        def ms(values: tuple[float, float, float]) -> str:
+            return "n/a" if math.isnan(values[0]) else "/".join(f"{v:.1f}" for v in values)
+        return [("device", self.device), ("frame rate (Hz)", f"{self.fps:.2f}"),
+                ("latency stamp->publish p50/p95/max (ms)", ms(self.latency_ms)),
+                ("inference p50/p95/max (ms)", ms(self.inference_ms)),
+                ("frames received", str(self.received)), ("frames processed", str(self.processed)),
+                ("frames dropped (newer frame arrived)", str(self.dropped)),
+                ("frames bad (could not decode)", str(self.bad)),
+                ("frames skipped (no subscribers)", str(self.idle)),
+                ("GPU out of memory", str(self.out_of_memory)), ("inference errors", str(self.errors)),
+                ("last error", self.last_error or "none")]
+
+
+class Stats:
+    """Thread-safe counters and rolling timings; the subscription, the worker and the
+    diagnostics timer all touch it."""
+
+    def __init__(self, device: str = "", window_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 max_samples: int = 1000) -> None:
+        self.device = device
+        self._window_s = window_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._start = clock()
+        self._done_times: deque[float] = deque(maxlen=max_samples)
+        self._latency: deque[float] = deque(maxlen=max_samples)
+        self._inference: deque[float] = deque(maxlen=max_samples)
+        self._last_frame: float | None = None
+        self.received = self.processed = self.dropped = self.bad = 0
+        self.out_of_memory = self.errors = self.idle = 0
+        self.last_error = ""
+
+    def frame_received(self, replaced: bool) -> None:
+        with self._lock:
+            self.received += 1
+            self.dropped += int(replaced)
+            self._last_frame = self._clock()
+
+    def frame_bad(self, reason: str) -> None:
+        with self._lock:
+            self.bad += 1
+            self.last_error = reason
+
+    def frame_idle(self) -> None:
+        with self._lock:
+            self.idle += 1
+
+    def frame_out_of_memory(self, reason: str) -> None:
+        with self._lock:
+            self.out_of_memory += 1
+            self.last_error = reason
+
+    def frame_error(self, reason: str) -> None:
+        with self._lock:
+            self.errors += 1
+            self.last_error = reason
+
+    def frame_done(self, inference_s: float, latency_s: float | None) -> None:
+        with self._lock:
+            self.processed += 1
+            self._done_times.append(self._clock())
+            self._inference.append(inference_s)
+            if latency_s is not None:
+                self._latency.append(latency_s)
+
+    def snapshot(self) -> StatsSnapshot:
+        with self._lock:
+            now = self._clock()
+            cutoff = now - self._window_s
+            recent = [t for t in self._done_times if t >= cutoff]
+            span = min(self._window_s, now - self._start)
+            fps = len(recent) / span if span > 0 else 0.0
+            n = len(recent)
+
+            def summary(samples: deque[float]) -> tuple[float, float, float]:
+                # timings of the frames inside the window only, in ms as replay reports them
+                stats = stage_stats(list(samples)[-n:] if n else [])
+                return stats.p50_ms, stats.p95_ms, stats.max_ms
+
+            return StatsSnapshot(
+                received=self.received, processed=self.processed, dropped=self.dropped, bad=self.bad,
+                out_of_memory=self.out_of_memory, errors=self.errors, idle=self.idle, fps=fps,
+                latency_ms=summary(self._latency),
+                inference_ms=summary(self._inference), last_error=self.last_error, device=self.device,
+                seconds_since_frame=None if self._last_frame is None else now - self._last_frame)
+
+
+@dataclass
+class Health:
+    level: str      # "ok" | "warn" | "error"
+    message: str
+
+
+class HealthJudge:
+    """Turns successive snapshots into a diagnostic level: problems are judged on what
+    happened since the previous report, so one bad frame an hour ago doesn't keep the
+    status at WARN forever."""
+
+    def __init__(self, stale_after_s: float = 5.0) -> None:
+        self._stale_after_s = stale_after_s
+        self._previous: StatsSnapshot | None = None
+
+    def judge(self, snap: StatsSnapshot, topic: str = IMAGE_TOPIC) -> Health:
+        prev = self._previous
+        self._previous = snap
+        new = {name: getattr(snap, name) - (getattr(prev, name) if prev else 0)
+               for name in ("bad", "out_of_memory", "errors", "processed", "idle")}
+        if snap.received == 0:
+            return Health("warn", f"no images received yet on '{topic}'")
+        if new["out_of_memory"]:
+            return Health("error", f"{new['out_of_memory']} frame(s) ran out of GPU memory: {snap.last_error}")
+        if new["errors"]:
+            return Health("error", f"{new['errors']} frame(s) failed: {snap.last_error}")
+        if new["bad"]:
+            return Health("warn", f"{new['bad']} bad frame(s) dropped: {snap.last_error}")
+        if snap.seconds_since_frame is not None and snap.seconds_since_frame > self._stale_after_s:
+            return Health("warn", f"no image for {snap.seconds_since_frame:.1f} s on '{topic}'")
+        if new["idle"] and not new["processed"]:
+            return Health("ok", "idle: no subscribers to any output")
+        return Health("ok", f"{snap.fps:.1f} fps")
+
+
+def format_log_line(snap: StatsSnapshot) -> str:
+    def ms(values: tuple[float, float, float]) -> str:
+        return "n/a" if math.isnan(values[0]) else f"{values[0]:.0f}/{values[1]:.0f} ms"
+    return (f"{snap.fps:.1f} fps on {snap.device}, latency p50/p95 {ms(snap.latency_ms)}, "
+            f"inference p50/p95 {ms(snap.inference_ms)}, frames: {snap.received} received, "
+            f"{snap.processed} processed, {snap.dropped} dropped, {snap.bad} bad, "
+            f"{snap.idle} idle, {snap.out_of_memory} out of memory, {snap.errors} errors")
