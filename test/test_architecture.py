@@ -24,9 +24,13 @@ ALLOWED: dict[str, set[str]] = {
     "tools": {"common", "model", "inference", "messages", "offline", "synthetic", "training"},
     "": {"inference"},   # hydranet_ros/__init__.py: the public API
 }
-ROS_ONLY_IN = {"node"}
-ROS_MODULES = ("rclpy", "rcl_interfaces", "sensor_msgs", "std_msgs", "diagnostic_msgs", "diagnostic_updater",
-               "vision_msgs", "lifecycle_msgs", "cv_bridge", "builtin_interfaces")
+# ROS Python packages and the layers that may import them: only the node talks to a ROS graph;
+# the message conventions may use cv_bridge (a plain conversion library, as vision_opencv means it)
+ROS_MODULES = {
+    "rclpy": {"node"}, "rcl_interfaces": {"node"}, "lifecycle_msgs": {"node"}, "diagnostic_updater": {"node"},
+    "diagnostic_msgs": {"node"}, "std_msgs": {"node"}, "vision_msgs": {"node"}, "builtin_interfaces": {"node"},
+    "sensor_msgs": {"node", "messages"}, "cv_bridge": {"node", "messages"},
+}
 
 
 def module_name(path: Path) -> str:
@@ -76,8 +80,9 @@ def test_layers_import_only_what_stands_beneath_them():
     for path in all_modules():
         layer = layer_of(module_name(path))
         for target, _ in imports_of(path):
-            if target.split(".")[0] in ROS_MODULES and layer not in ROS_ONLY_IN:
-                wrong.append(f"{module_name(path)} imports {target} (only the node may use ROS)")
+            ros_layers = ROS_MODULES.get(target.split(".")[0])
+            if ros_layers is not None and layer not in ros_layers:
+                wrong.append(f"{module_name(path)} imports {target} (allowed only in {sorted(ros_layers)})")
             if not target.startswith("hydranet_ros"):
                 continue
             target_layer = layer_of(target)
