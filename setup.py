@@ -25,7 +25,11 @@ setup(
         # cv_bridge is built against OpenCV 4; OpenCV 5's Python module breaks it
         "opencv-python>=4.5,<5",
         "safetensors>=0.4",
-        "rosbags>=0.10",
+        # bagio uses rosbags' ROS 1 -> ROS 2 message converter, which rosbags does not export:
+        # pinned to the minor release it is tested with
+        "rosbags>=0.11.7,<0.12",
+        # cv_bridge's ROS-free twin: the same image conversions where ROS 2 is not installed
+        "rosbags-image>=0.10,<0.11",
         "pyyaml",
         "tqdm",
         # training logs scalars and sample predictions to TensorBoard
@@ -34,7 +38,10 @@ setup(
     extras_require={
         # ONNX export and the onnxruntime backend (CPU); GPU users add onnxruntime-gpu
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
-        "test": ["pytest", "onnx>=1.15", "onnxruntime>=1.17"],
+        # TensorFlow Lite files: the ImageNet MobileNetV2 encoder start (tflite: the schema's
+        # parser) and .tflite teachers for distillation (ai-edge-litert: Google's interpreter)
+        "tflite": ["tflite>=2.10", "ai-edge-litert>=1.2"],
+        "test": ["pytest", "onnx>=1.15", "onnxruntime>=1.17", "tflite>=2.10", "ai-edge-litert>=1.2"],
     },
     zip_safe=True,
     entry_points={
