@@ -4,7 +4,8 @@ from replay_helpers import FRAME_ID, HEIGHT, START_NS, WIDTH, K, camera_message,
 from rosbags.rosbag1 import Writer as Ros1Writer
 from rosbags.typesys import Stores, get_typestore
 
-from hydranet_ros.messages.image import ImageDecodeError
+from hydranet_ros.messages.builders import depth_camera_info
+from hydranet_ros.messages.image import ImageDecodeError, image_to_array
 from hydranet_ros.messages.stamps import Header, header_of
 from hydranet_ros.messages.topics import camera_namespace, join_topic
 from hydranet_ros.offline.bagio import (
@@ -19,12 +20,12 @@ from hydranet_ros.offline.bagio import (
     find_camera_info_topic,
     find_image_topic,
     image_message,
-    image_to_array,
-    image_to_rgb,
     is_bag,
+    make_header,
+    message_to_rgb,
     open_bag,
     ros2_typestore,
-    with_header,
+    typestore_types,
 )
 
 
@@ -52,7 +53,7 @@ def test_camera_messages_round_trip_to_rgb(encoding):
     image = make_images(1)[0]
     msg = camera_message(ts, image, encoding, Header(START_NS + 5, FRAME_ID))
     back = ts.deserialize_cdr(ts.serialize_cdr(msg, msg.__msgtype__), msg.__msgtype__)
-    rgb = image_to_rgb(back, msg.__msgtype__)
+    rgb = message_to_rgb(back, msg.__msgtype__)
     expected = np.repeat(image[:, :, 1:2], 3, axis=2) if encoding == "mono8" else image
     np.testing.assert_array_equal(rgb, expected)
     assert header_of(back) == Header(START_NS + 5, FRAME_ID)
@@ -63,26 +64,29 @@ def test_depth_image_keeps_float_values_and_encoding():
     depth = np.linspace(0.5, 80.0, WIDTH * HEIGHT, dtype=np.float32).reshape(HEIGHT, WIDTH)
     msg = image_message(ts, depth, "32FC1", Header(1, "x"))
     back = ts.deserialize_cdr(ts.serialize_cdr(msg, IMAGE_TYPE), IMAGE_TYPE)
-    array, encoding = image_to_array(back)
-    assert encoding == "32FC1" and back.step == WIDTH * 4 and back.is_bigendian == 0
+    array = image_to_array(back)
+    assert back.encoding == "32FC1" and back.step == WIDTH * 4 and back.is_bigendian == 0
     np.testing.assert_array_equal(array, depth)
 
 
 def test_unsupported_encoding_is_named():
     ts = ros2_typestore()
     msg = image_message(ts, np.zeros((4, 4), np.uint8), "mono8", Header(0, ""))
-    msg.encoding = "bayer_rggb8"
-    with pytest.raises(ImageDecodeError, match="bayer_rggb8"):
-        image_to_rgb(msg, IMAGE_TYPE)
+    msg.encoding = "nv21"
+    with pytest.raises(ImageDecodeError, match="unsupported encoding 'nv21'"):
+        message_to_rgb(msg, IMAGE_TYPE)
 
 
-def test_camera_info_restamped_keeps_intrinsics():
+def test_depth_camera_info_is_the_cameras_with_the_frames_header():
     ts = ros2_typestore("jazzy")
-    info = camera_info_message(ts, Header(1, "a"), WIDTH, HEIGHT, K)
-    moved = with_header(ts, info, Header(2_000_000_001, "b"))
+    info = camera_info_message(ts, Header(1, "a"), WIDTH, HEIGHT, K, d=(0.1, -0.05, 0.0, 0.0, 0.01))
+    moved = depth_camera_info(typestore_types(ts), make_header(ts, Header(2_000_000_001, "b")), info)
     assert header_of(moved) == Header(2_000_000_001, "b") and header_of(info) == Header(1, "a")
-    np.testing.assert_array_equal(moved.k, K.reshape(-1))
-    np.testing.assert_array_equal(moved.p.reshape(3, 4)[:, :3], K)
+    back = ts.deserialize_cdr(ts.serialize_cdr(moved, CAMERA_INFO_TYPE), CAMERA_INFO_TYPE)
+    for field in ("height", "width", "distortion_model", "binning_x", "binning_y", "roi"):
+        assert getattr(back, field) == getattr(info, field), field
+    for field in ("d", "k", "r", "p"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(info, field), err_msg=field)
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
@@ -98,7 +102,7 @@ def test_write_and_read_bag_in_both_storages(tmp_path, storage):
     topics = read_bag(path)
     assert [header_of(m) for _, m in topics["/camera/image_raw"]] == headers
     for (_, msg), image in zip(topics["/camera/image_raw"], images):
-        np.testing.assert_array_equal(image_to_rgb(msg, IMAGE_TYPE), image)
+        np.testing.assert_array_equal(message_to_rgb(msg, IMAGE_TYPE), image)
 
 
 def test_topic_discovery_errors_list_topics(tmp_path):
@@ -179,7 +183,7 @@ def test_ros1_bag_is_converted_to_ros2(tmp_path):
     topics = read_bag(out)
     image_back = topics["/camera/image_raw"][0][1]
     assert header_of(image_back) == Header(1_600_000_000_000_000_005, FRAME_ID)
-    np.testing.assert_array_equal(image_to_rgb(image_back, IMAGE_TYPE), image)
+    np.testing.assert_array_equal(message_to_rgb(image_back, IMAGE_TYPE), image)
     np.testing.assert_array_equal(topics["/camera/camera_info"][0][1].k, K.reshape(-1))
     # the copies carry the distribution's own ROS 2 definitions (lower-case k, no Header.seq)
     with open_bag(out) as reader:

@@ -8,18 +8,13 @@ import math
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
-import cv2
-import numpy as np
 import pytest
 import torch
 import yaml
 
 from hydranet_ros.inference import shipped as shipped_files
 from hydranet_ros.messages import camera_info, label_info, stamps, topics
-from hydranet_ros.messages import image as image_msgs
-from hydranet_ros.messages.image import ImageDecodeError, array_to_fields
 from hydranet_ros.messages.topics import OUTPUT_SPECS
 from hydranet_ros.node import health as node_health
 from hydranet_ros.node import parameters as params
@@ -262,79 +257,6 @@ def test_only_enabled_and_subscribed_outputs_are_computed():
     assert node_health.select_outputs(enabled, {}) == ()
     assert node_health.select_outputs(enabled, {"overlay": 1, "depth": 2, "segm_colour": 5}) == ("depth", "overlay")
     assert node_health.select_outputs(enabled, {"depth_colour": 1, "labels": 0}) == ("depth_colour",)
-
-
-# ----- input decoding -------------------------------------------------------------
-
-def _raw_msg(array: np.ndarray, array_encoding: str, **overrides) -> SimpleNamespace:
-    fields = array_to_fields(array, array_encoding)
-    data = dict(height=fields.height, width=fields.width, encoding=fields.encoding,
-                is_bigendian=fields.is_bigendian, step=fields.step, data=fields.data)
-    data.update(overrides)
-    return SimpleNamespace(**data)
-
-
-RGB = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-
-
-@pytest.mark.parametrize("encoding, make", [
-    ("rgb8", lambda rgb: rgb),
-    ("bgr8", lambda rgb: rgb[:, :, ::-1]),
-    ("rgba8", lambda rgb: np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])),
-    ("bgra8", lambda rgb: np.dstack([rgb[:, :, ::-1], np.zeros(rgb.shape[:2], np.uint8)])),
-    ("rgb16", lambda rgb: rgb.astype(np.uint16) << 8),
-])
-def test_colour_encodings_decode_to_the_same_rgb(encoding, make):
-    assert np.array_equal(image_msgs.decode_input(_raw_msg(np.ascontiguousarray(make(RGB)), encoding), "raw", None), RGB)
-
-
-def test_grey_and_yuv_encodings_decode_to_rgb():
-    grey = RGB[:, :, 0]
-    out = image_msgs.decode_input(_raw_msg(grey, "mono8"), "raw", None)
-    assert out.shape == (48, 64, 3) and np.array_equal(out[:, :, 1], grey)
-    out16 = image_msgs.decode_input(_raw_msg(grey.astype(np.uint16) << 8, "mono16"), "raw", None)
-    assert np.array_equal(out16, out)
-    yuv = np.full((48, 64, 2), 128, np.uint8)
-    assert image_msgs.decode_input(_raw_msg(yuv, "yuv422"), "raw", None).shape == (48, 64, 3)
-
-
-def test_padded_rows_and_array_data_decode():
-    fields = array_to_fields(RGB, "rgb8")
-    padded = np.zeros((48, fields.step + 16), np.uint8)
-    padded[:, :fields.step] = np.frombuffer(fields.data, np.uint8).reshape(48, -1)
-    import array
-    msg = _raw_msg(RGB, "rgb8", step=fields.step + 16, data=array.array("B", padded.tobytes()))
-    assert np.array_equal(image_msgs.decode_input(msg, "raw", None), RGB)
-
-
-@pytest.mark.parametrize("overrides, fragment", [
-    ({"encoding": "bayer_rggb8"}, "unsupported encoding"),
-    ({"data": b"\0" * 100}, "expected step x height"),
-    ({"width": 0}, "empty image"),
-    ({"height": 0}, "empty image"),
-])
-def test_bad_raw_frames_raise_with_the_reason(overrides, fragment):
-    with pytest.raises(ImageDecodeError, match=fragment):
-        image_msgs.decode_input(_raw_msg(RGB, "rgb8", **overrides), "raw", None)
-
-
-def test_frame_over_the_pixel_limit_is_bad():
-    with pytest.raises(ImageDecodeError, match="exceeds the limit of 3000"):
-        image_msgs.decode_input(_raw_msg(RGB, "rgb8"), "raw", 3000)
-    ok, png = cv2.imencode(".png", RGB[:, :, ::-1])
-    with pytest.raises(ImageDecodeError, match="exceeds the limit"):
-        image_msgs.decode_input(SimpleNamespace(data=png.tobytes(), format="png"), "compressed", 3000)
-
-
-def test_compressed_frames():
-    ok, png = cv2.imencode(".png", RGB[:, :, ::-1])
-    assert np.array_equal(image_msgs.decode_input(SimpleNamespace(data=png.tobytes(), format="png"), "compressed", None), RGB)
-    ok, jpeg = cv2.imencode(".jpg", RGB[:, :, ::-1])
-    assert image_msgs.decode_input(SimpleNamespace(data=jpeg.tobytes(), format="jpeg"), "compressed", None).shape == RGB.shape
-    with pytest.raises(ImageDecodeError, match="could not be decoded"):
-        image_msgs.decode_input(SimpleNamespace(data=b"not a jpeg at all", format="jpeg"), "compressed", None)
-    with pytest.raises(ImageDecodeError, match="no data"):
-        image_msgs.decode_input(SimpleNamespace(data=b"", format="jpeg"), "compressed", None)
 
 
 # ----- camera info ---------------------------------------------------------------

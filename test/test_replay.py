@@ -1,5 +1,9 @@
 import csv
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -10,7 +14,8 @@ from replay_helpers import HEIGHT, WIDTH, K, count_video_frames, make_images, re
 from hydranet_ros.inference.predictor import OUTPUTS, Predictor, load_predictor
 from hydranet_ros.messages.stamps import header_of
 from hydranet_ros.messages.topics import OUTPUT_SPECS
-from hydranet_ros.offline.bagio import image_message, image_to_array, image_to_rgb
+from hydranet_ros.messages.image import image_to_array
+from hydranet_ros.offline.bagio import image_message, message_to_rgb
 from hydranet_ros.offline.evaluation import Evaluation
 from hydranet_ros.offline.replay import main
 
@@ -60,10 +65,10 @@ def test_bag_replay_writes_the_nodes_topics(tmp_path, capsys, weights_file, pred
     for (_, original), (_, depth), (_, labels), (_, overlay) in zip(
             inputs[image_topic], outputs["/camera/depth/image"], outputs["/camera/segmentation/image"],
             outputs["/camera/overlay/image"]):
-        expected = predictor.predict(image_to_rgb(original, original.__msgtype__), OUTPUTS)
-        np.testing.assert_allclose(image_to_array(depth)[0], expected.depth, rtol=1e-6)
-        np.testing.assert_array_equal(image_to_array(labels)[0], expected.labels)
-        np.testing.assert_array_equal(image_to_array(overlay)[0], expected.overlay)
+        expected = predictor.predict(message_to_rgb(original, original.__msgtype__), OUTPUTS)
+        np.testing.assert_allclose(image_to_array(depth), expected.depth, rtol=1e-6)
+        np.testing.assert_array_equal(image_to_array(labels), expected.labels)
+        np.testing.assert_array_equal(image_to_array(overlay), expected.overlay)
     for (_, info), header in zip(outputs["/camera/depth/camera_info"], headers):
         assert header_of(info) == header
         np.testing.assert_array_equal(info.k, K.reshape(-1))
@@ -160,19 +165,19 @@ def test_16bit_ground_truth_depth_is_scaled(tmp_path, capsys, weights_file, pred
 def test_corrupt_and_unsupported_frames_are_skipped_and_counted(tmp_path, capsys, weights_file):
     source, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "r.json"
 
-    def bayer(bag, i, header, log_time):
+    def unsupported(bag, i, header, log_time):
         if i == 3:
             msg = image_message(bag.typestore, np.zeros((HEIGHT, WIDTH), np.uint8), "mono8", header)
-            msg.encoding = "bayer_rggb8"
+            msg.encoding = "nv21"
             bag.write("/camera/image_raw", msg, log_time + 1)
 
-    write_camera_bag(source, make_images(4), corrupt={1}, extra=bayer)
+    write_camera_bag(source, make_images(4), corrupt={1}, extra=unsupported)
     code, stdout, stderr = run(capsys, source, "--weights", weights_file, "-o", out, "--report", report)
     assert code == 0, stderr
     frames = json.loads(report.read_text())["frames"]
     assert frames["read"] == 5 and frames["processed"] == 3 and frames["skipped"] == 2
     reasons = [s["reason"] for s in frames["skipped_frames"]]
-    assert "deserialis" in reasons[0] and "bayer_rggb8" in reasons[1]
+    assert "deserialis" in reasons[0] and "nv21" in reasons[1]
     outputs = read_bag(out)
     assert len(outputs["/camera/image_raw"]) == 5  # the recording is copied whole, bad frames included
     assert len(outputs["/camera/depth/image"]) == 3
@@ -344,11 +349,110 @@ def test_demo_renders_with_the_synthetic_generator(tmp_path, capsys, weights_fil
     assert json.loads((directory / "report.json").read_text())["frames"]["processed"] == 2
 
 
-def test_no_decodable_frame_writes_bag_and_report_but_no_video(tmp_path, capsys, weights_file):
+def test_no_decodable_frame_is_an_error_and_leaves_no_output(tmp_path, capsys, weights_file):
     source, out, video = tmp_path / "in", tmp_path / "out", tmp_path / "v.mp4"
     write_camera_bag(source, make_images(1), corrupt={0})
     code, _, stderr = run(capsys, source, "--weights", weights_file, "-o", out, "--video", video)
+    assert code == 1 and "none of the 1 frame(s)" in stderr and "deserialis" in stderr
+    assert "Traceback" not in stderr
+    assert visible(tmp_path) == ["in", "random_kitti6.safetensors"]
+
+
+def test_folder_of_unreadable_images_is_an_error(tmp_path, capsys, weights_file):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "empty.png").write_bytes(b"")            # cv2.imdecode asserts on an empty buffer
+    (images / "garbage.jpg").write_bytes(b"not a jpeg")
+    code, _, stderr = run(capsys, images, "--weights", weights_file, "-o", tmp_path / "out")
+    assert code == 1 and "none of the 2 frame(s)" in stderr and "empty.png: empty file (0 bytes)" in stderr
+    assert "Traceback" not in stderr and visible(tmp_path) == ["images", "random_kitti6.safetensors"]
+
+
+def test_empty_image_in_a_folder_is_skipped(tmp_path, capsys, weights_file):
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), make_images(1)[0])
+    (images / "b.png").write_bytes(b"")
+    code, _, stderr = run(capsys, images, "--weights", weights_file, "--report", tmp_path / "r.json")
     assert code == 0, stderr
-    report = json.loads((tmp_path / "out_report.json").read_text())
-    assert report["frames"]["skipped"] == 1 and "video" not in report["outputs"]
-    assert not video.exists() and len(read_bag(out)["/camera/image_raw"]) == 1
+    frames = json.loads((tmp_path / "r.json").read_text())["frames"]
+    assert frames["processed"] == 1 and frames["skipped"] == 1
+    assert "b.png: empty file (0 bytes)" in frames["skipped_frames"][0]["reason"]
+
+
+def test_odd_width_yuv422_frame_is_a_bad_frame(tmp_path, capsys, weights_file):
+    source, report = tmp_path / "in", tmp_path / "r.json"
+
+    def odd_yuv(bag, i, header, log_time):
+        msg = image_message(bag.typestore, np.full((HEIGHT, WIDTH - 1, 2), 128, np.uint8), "yuv422", header)
+        bag.write("/camera/image_raw", msg, log_time + 1)
+
+    write_camera_bag(source, make_images(1), extra=odd_yuv)
+    code, _, stderr = run(capsys, source, "--weights", weights_file, "--report", report)
+    assert code == 0, stderr
+    frames = json.loads(report.read_text())["frames"]
+    assert frames["processed"] == 1 and frames["skipped"] == 1
+    assert f"needs an even width, got {WIDTH - 1}" in frames["skipped_frames"][0]["reason"]
+
+
+@pytest.mark.parametrize("metadata, fragment", [
+    (b"\xff\xfe\x00garbage\x80\x81", "UnicodeDecodeError"),
+    (b"", "not rosbag2 metadata"),
+    (b"- a list\n", "not rosbag2 metadata"),
+    (None, "no metadata.yaml"),
+])
+def test_broken_bag_metadata_is_named(tmp_path, capsys, weights_file, metadata, fragment):
+    source = tmp_path / "in"
+    write_camera_bag(source, make_images(1))
+    if metadata is None:
+        (source / "metadata.yaml").unlink()
+    else:
+        (source / "metadata.yaml").write_bytes(metadata)
+    code, _, stderr = run(capsys, source, "--weights", weights_file, "-o", tmp_path / "out")
+    assert code == 1 and fragment in stderr and str(source) in stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flag, value", [("--fps", "-5"), ("--fps", "0"), ("--fps", "nan"), ("--max-frames", "0"),
+                                         ("--max-frames", "-1"), ("--gt-depth-scale", "0")])
+def test_bad_numbers_are_argument_errors(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path), flag, value])
+    assert info.value.code == 2
+    assert flag in capsys.readouterr().err
+
+
+def test_stale_partials_are_reported_and_removed_with_overwrite(tmp_path, capsys, weights_file):
+    source, out = tmp_path / "in", tmp_path / "out"
+    write_camera_bag(source, make_images(1))
+    stale = tmp_path / ".out.k1ll3d.partial"
+    (stale / "out").mkdir(parents=True)
+    code, _, stderr = run(capsys, source, "--weights", weights_file, "-o", out)
+    assert code == 0, stderr
+    assert str(stale) in stderr and "--overwrite removes them" in stderr and stale.is_dir()
+    code, _, stderr = run(capsys, source, "--weights", weights_file, "-o", out, "--overwrite")
+    assert code == 0, stderr
+    assert f"removed unfinished output(s) of an interrupted run: {stale}" in stderr and not stale.exists()
+
+
+def test_sigterm_cleans_up_as_ctrl_c_does(tmp_path, weights_file):
+    source, out = tmp_path / "in", tmp_path / "out"
+    write_camera_bag(source, make_images(600, width=32, height=16), camera_info=False)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hydranet_ros.offline.replay", str(source), "--weights", str(weights_file),
+         "-o", str(out), "--device", "cpu", "--warmup", "0", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".out.*.partial/out/*.db3")) and process.poll() is None:
+            assert time.monotonic() < deadline, "replay never started writing"
+            time.sleep(0.05)
+        assert process.poll() is None, "replay finished before it could be terminated"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "terminated; unfinished outputs were removed" in stderr and "Traceback" not in stderr
+    assert visible(tmp_path) == ["in", "random_kitti6.safetensors"]
+    assert list(tmp_path.glob(".*.partial")) == []

@@ -7,6 +7,7 @@ only a hidden ``.<name>.*.partial`` folder, never something that looks whole.
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -78,3 +79,13 @@ def atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def stale_partials(final: Path) -> list[Path]:
+    """Hidden ``.<name>.*.partial`` folders that ``StagedPath`` left next to ``final``: only a
+    killed run (SIGKILL, power loss) leaves one; a failed or interrupted run removes its own."""
+    parent = Path(final).parent
+    if not parent.is_dir():
+        return []
+    pattern = f".{glob.escape(Path(final).name)}.*.partial"
+    return sorted(p for p in parent.glob(pattern) if p.is_dir())

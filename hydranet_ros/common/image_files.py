@@ -36,7 +36,13 @@ def _imread(path: Path, flags: int) -> np.ndarray:
     if not path.is_file():
         raise ImageFileError(path, "file not found")
     # imdecode from bytes: cv2.imread cannot open non-ASCII paths on every platform
-    array = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), flags)
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size == 0:  # imdecode asserts on an empty buffer instead of returning None
+        raise ImageFileError(path, "empty file (0 bytes)")
+    try:
+        array = cv2.imdecode(data, flags)
+    except cv2.error as error:
+        raise ImageFileError(path, f"not a readable image ({error})") from None
     if array is None or array.size == 0:
         raise ImageFileError(path, "not a readable image (corrupt or unsupported format)")
     return array

@@ -1,32 +1,41 @@
-"""sensor_msgs/Image and CompressedImage fields <-> numpy, with no ROS import.
+"""sensor_msgs/Image and CompressedImage -> numpy, through the ROS image libraries.
 
-The node and the replay tool both go through here, so a bag written offline
-carries exactly the encodings and layouts the live node publishes. Only plain
-fields (height, width, encoding, is_bigendian, step, data) cross this boundary.
+This module owns the choice of converter: cv_bridge where ROS 2 is installed,
+else rosbags-image, cv_bridge's ROS-free twin. The node and the replay tool both
+decode here, so on one machine they see the same pixels; ``test_messages_image``
+checks that the two converters agree wherever both are installed.
+
+What stays here is what neither library does: checking a frame before any pixel
+is touched (supported encoding, size, pixel limit, step and data length, even
+width for YUV 4:2:2), so that a bad frame is a one-line ``ImageDecodeError``
+and not an exception from deep inside OpenCV; and reading the size of a JPEG or
+PNG from its header so that the pixel limit holds before decoding.
 """
 from __future__ import annotations
 
+import re
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-# encoding -> (numpy dtype, channels)
-ENCODINGS: dict[str, tuple[np.dtype, int]] = {
-    "rgb8": (np.dtype(np.uint8), 3), "bgr8": (np.dtype(np.uint8), 3),
-    "rgba8": (np.dtype(np.uint8), 4), "bgra8": (np.dtype(np.uint8), 4),
-    "mono8": (np.dtype(np.uint8), 1), "8UC1": (np.dtype(np.uint8), 1), "8UC3": (np.dtype(np.uint8), 3),
-    "rgb16": (np.dtype(np.uint16), 3), "bgr16": (np.dtype(np.uint16), 3),
-    "rgba16": (np.dtype(np.uint16), 4), "bgra16": (np.dtype(np.uint16), 4),
-    "mono16": (np.dtype(np.uint16), 1), "16UC1": (np.dtype(np.uint16), 1),
-    "32FC1": (np.dtype(np.float32), 1),
-    "yuv422": (np.dtype(np.uint8), 2), "uyvy": (np.dtype(np.uint8), 2),
-    "yuv422_yuy2": (np.dtype(np.uint8), 2), "yuyv": (np.dtype(np.uint8), 2),
+from .compressed_size import HeaderError, compressed_size
+
+# encoding -> (bytes per channel, channels) of the camera encodings a frame may arrive in
+COLOUR_ENCODINGS: dict[str, tuple[int, int]] = {
+    "rgb8": (1, 3), "bgr8": (1, 3), "rgba8": (1, 4), "bgra8": (1, 4), "mono8": (1, 1),
+    "rgb16": (2, 3), "bgr16": (2, 3), "rgba16": (2, 4), "bgra16": (2, 4), "mono16": (2, 1),
+    "yuv422": (1, 2), "yuv422_yuy2": (1, 2),
+    **{f"bayer_{order}{bits}": (bits // 8, 1) for order in ("rggb", "bggr", "gbrg", "grbg") for bits in (8, 16)},
 }
-_SIXTEEN_TO_EIGHT = {"rgb16": "rgb8", "bgr16": "bgr8", "rgba16": "rgba8", "bgra16": "bgra8",
-                     "mono16": "mono8", "16UC1": "mono8"}
-# encodings a camera frame may arrive in (32FC1 is an output, not a camera)
-INPUT_ENCODINGS = tuple(e for e in ENCODINGS if e != "32FC1")
+# other names sensor_msgs gives the same layouts; single-channel generic types are grey images
+ALIASES = {"uyvy": "yuv422", "yuyv": "yuv422_yuy2", "8UC1": "mono8", "16UC1": "mono16"}
+INPUT_ENCODINGS = tuple(COLOUR_ENCODINGS) + tuple(ALIASES)
+_YUV422 = ("yuv422", "yuv422_yuy2")
+# OpenCV's generic types (32FC1 depth, 16UC1 ...): decoded as they are, for ground truth
+_GENERIC = re.compile(r"(8U|8S|16U|16S|32S|32F|64F)C([1-4])")
+_GENERIC_SIZES = {"8U": 1, "8S": 1, "16U": 2, "16S": 2, "32S": 4, "32F": 4, "64F": 8}
 
 
 class ImageDecodeError(ValueError):
@@ -35,101 +44,233 @@ class ImageDecodeError(ValueError):
 
 @dataclass(frozen=True)
 class ImageFields:
+    """The plain fields of a sensor_msgs/Image, for the converters: the canonical encoding
+    and, for rosbags-image (which ignores ``step``), tightly packed rows."""
+
     height: int
     width: int
     encoding: str
     is_bigendian: int
     step: int
-    data: bytes
+    data: Any
 
 
-def fields_to_array(height: int, width: int, encoding: str, is_bigendian: int, step: int,
-                    data: bytes | bytearray | memoryview | np.ndarray, max_pixels: int | None = None) -> np.ndarray:
-    """Raw Image fields -> (H, W[, C]) array in the message's own encoding, validated."""
-    if encoding not in ENCODINGS:
-        raise ImageDecodeError(f"unsupported encoding {encoding!r}; supported: {', '.join(INPUT_ENCODINGS)}")
-    if height <= 0 or width <= 0:
+def pixel_layout(encoding: str) -> tuple[int, int]:
+    """(bytes per channel, channels) of ``encoding``; ImageDecodeError if unsupported."""
+    canonical = ALIASES.get(encoding, encoding)
+    if canonical in COLOUR_ENCODINGS:
+        return COLOUR_ENCODINGS[canonical]
+    match = _GENERIC.fullmatch(encoding)
+    if match:
+        return _GENERIC_SIZES[match.group(1)], int(match.group(2))
+    raise ImageDecodeError(f"unsupported encoding {encoding!r}; supported: {', '.join(INPUT_ENCODINGS)}")
+
+
+def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    if width <= 0 or height <= 0:
         raise ImageDecodeError(f"empty image: {width}x{height}")
-    if max_pixels is not None and height * width > max_pixels:
+    if max_pixels is not None and width * height > max_pixels:
         raise ImageDecodeError(f"image {width}x{height} exceeds the limit of {max_pixels} pixels")
-    dtype, channels = ENCODINGS[encoding]
-    row_bytes = width * channels * dtype.itemsize
+
+
+def _as_bytes(data: Any) -> np.ndarray:
+    """A message's data field (bytes, array.array, numpy) as a flat uint8 view, no copy."""
+    return data.view(np.uint8).reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
+
+
+def checked_fields(msg: Any, max_pixels: int | None = None, colour: bool = True) -> ImageFields:
+    """The message's fields after every check that needs no pixel; ``colour`` limits the
+    encodings to camera ones (generic types such as 32FC1 are for ground truth)."""
+    if colour and ALIASES.get(msg.encoding, msg.encoding) not in COLOUR_ENCODINGS:
+        raise ImageDecodeError(f"unsupported encoding {msg.encoding!r}; supported: {', '.join(INPUT_ENCODINGS)}")
+    channel_bytes, channels = pixel_layout(msg.encoding)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    check_pixels(width, height, max_pixels)
+    encoding = ALIASES.get(msg.encoding, msg.encoding) if colour else msg.encoding
+    if encoding in _YUV422 and width % 2:
+        raise ImageDecodeError(f"{msg.encoding} packs two pixels in four bytes and needs an even width, got {width}")
+    row_bytes = width * channels * channel_bytes
     if step < row_bytes:
-        raise ImageDecodeError(f"step {step} is smaller than width x pixel size = {row_bytes} for {encoding}")
-    buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8).ravel()
-    if buffer.size < step * height:
-        raise ImageDecodeError(f"data has {buffer.size} bytes, expected step x height = {step * height}")
-    rows = buffer[: step * height].reshape(height, step)[:, :row_bytes]
-    array = np.ascontiguousarray(rows).view(dtype.newbyteorder(">" if is_bigendian else "<"))
-    array = array.astype(dtype, copy=False).reshape(height, width, channels)
-    return array[:, :, 0] if channels == 1 else array
+        raise ImageDecodeError(f"step {step} is smaller than width x pixel size = {row_bytes} for {msg.encoding}")
+    data = _as_bytes(msg.data)
+    if data.size < step * height:
+        raise ImageDecodeError(f"data has {data.size} bytes, expected step x height = {step * height}")
+    return ImageFields(height, width, encoding, int(msg.is_bigendian), step, data)
 
 
-def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
-    """An array in ``encoding`` -> uint8 (H, W, 3) RGB, the predictor's input."""
+# ---------------------------------------------------------------- the two converters
+
+def _packed(fields: ImageFields) -> ImageFields:
+    """rosbags-image reads rows as tightly packed: drop each row's padding first."""
+    channel_bytes, channels = pixel_layout(fields.encoding)
+    row_bytes = fields.width * channels * channel_bytes
+    if fields.step == row_bytes and fields.data.size == row_bytes * fields.height:
+        return fields
+    rows = fields.data[: fields.step * fields.height].reshape(fields.height, fields.step)[:, :row_bytes]
+    return ImageFields(fields.height, fields.width, fields.encoding, fields.is_bigendian, row_bytes,
+                       np.ascontiguousarray(rows).reshape(-1))
+
+
+def _rosbags_rgb8(fields: ImageFields) -> np.ndarray:
+    import cv2
+    from rosbags.image import image_to_cvimage
+
+    if pixel_layout(fields.encoding)[0] == 1:
+        return image_to_cvimage(_packed(fields), "rgb8")
+    # 16 -> 8 bits: cv_bridge scales by 255/65535 with OpenCV's rounding (convertTo) where
+    # rosbags-image truncates; converting at 16 bits and scaling with OpenCV keeps the two equal
+    rgb16 = image_to_cvimage(_packed(fields), "rgb16")
+    return cv2.convertScaleAbs(rgb16, alpha=255.0 / 65535.0)
+
+
+def _rosbags_passthrough(fields: ImageFields) -> np.ndarray:
+    from rosbags.image import image_to_cvimage
+
+    return image_to_cvimage(_packed(fields))
+
+
+def _cv_bridge_rgb8(fields: ImageFields) -> np.ndarray:
+    return _bridge().imgmsg_to_cv2(fields, "rgb8")
+
+
+def _cv_bridge_passthrough(fields: ImageFields) -> np.ndarray:
+    return _bridge().imgmsg_to_cv2(fields, "passthrough")
+
+
+_BRIDGE: Any = None
+
+
+def _bridge() -> Any:
+    global _BRIDGE
+    if _BRIDGE is None:
+        from cv_bridge import CvBridge
+
+        _BRIDGE = CvBridge()
+    return _BRIDGE
+
+
+@dataclass(frozen=True)
+class Converter:
+    name: str
+    to_rgb8: Callable[[ImageFields], np.ndarray]
+    passthrough: Callable[[ImageFields], np.ndarray]
+
+
+CONVERTERS = {
+    "cv_bridge": Converter("cv_bridge", _cv_bridge_rgb8, _cv_bridge_passthrough),
+    "rosbags-image": Converter("rosbags-image", _rosbags_rgb8, _rosbags_passthrough),
+}
+
+
+def available_converters() -> list[str]:
+    """The converters that import here, cv_bridge first."""
+    names = []
+    for name, module in (("cv_bridge", "cv_bridge"), ("rosbags-image", "rosbags.image")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        names.append(name)
+    return names
+
+
+_DEFAULT: Converter | None = None
+
+
+def default_converter() -> Converter:
+    """cv_bridge where ROS 2 is installed, else rosbags-image."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        names = available_converters()
+        if not names:
+            raise ImportError("neither cv_bridge nor rosbags-image is installed; pip install rosbags-image")
+        _DEFAULT = CONVERTERS[names[0]]
+    return _DEFAULT
+
+
+def _convert(convert: Callable[[ImageFields], np.ndarray], fields: ImageFields, what: str) -> np.ndarray:
+    try:
+        return convert(fields)
+    # the libraries raise their own errors (CvBridgeError, ImageError, cv2.error) for layouts
+    # that pass the checks above but that they cannot convert; each means one bad frame
+    except Exception as error:  # noqa: BLE001
+        raise ImageDecodeError(f"{fields.encoding} {fields.width}x{fields.height} could not be {what}: "
+                               f"{type(error).__name__}: {error}") from None
+
+
+# ---------------------------------------------------------------- decoding
+
+def image_to_rgb(msg: Any, max_pixels: int | None = None, converter: Converter | None = None) -> np.ndarray:
+    """A sensor_msgs/Image (anything with its fields) -> uint8 (H, W, 3) RGB."""
+    fields = checked_fields(msg, max_pixels)
+    return _convert((converter or default_converter()).to_rgb8, fields, "converted to rgb8")
+
+
+def image_to_array(msg: Any, converter: Converter | None = None) -> np.ndarray:
+    """A sensor_msgs/Image -> array in its own encoding (32FC1 depth, 16UC1, mono8 labels ...)."""
+    fields = checked_fields(msg, colour=False)
+    return _convert((converter or default_converter()).passthrough, fields, "read")
+
+
+def compressed_to_rgb(data: Any, max_pixels: int | None = None) -> np.ndarray:
+    """CompressedImage data (JPEG or PNG) -> uint8 (H, W, 3) RGB, the size checked from the header first.
+
+    Decoded with OpenCV's imdecode, as both libraries do, but always to three channels:
+    their wrappers hand a grey JPEG to a BGR conversion and fail on it."""
     import cv2
 
-    if encoding in ("rgb8", "8UC3"):
-        return np.ascontiguousarray(array)
-    if encoding == "bgr8":
-        return np.ascontiguousarray(array[:, :, ::-1])
-    if encoding == "rgba8":
-        return np.ascontiguousarray(array[:, :, :3])
-    if encoding == "bgra8":
-        return np.ascontiguousarray(array[:, :, 2::-1])
-    if encoding in ("mono8", "8UC1"):
-        return np.repeat(array[:, :, None], 3, axis=2)
-    if encoding in _SIXTEEN_TO_EIGHT:
-        # keep the top 8 bits, as cv_bridge does when converting 16-bit images to 8-bit
-        return to_rgb8((array >> 8).astype(np.uint8), _SIXTEEN_TO_EIGHT[encoding])
-    if encoding in ("yuv422", "uyvy"):
-        return cv2.cvtColor(array, cv2.COLOR_YUV2RGB_UYVY)
-    if encoding in ("yuv422_yuy2", "yuyv"):
-        return cv2.cvtColor(array, cv2.COLOR_YUV2RGB_YUY2)
-    raise ImageDecodeError(f"cannot convert encoding {encoding!r} to rgb8")
-
-
-def decode_image(height: int, width: int, encoding: str, is_bigendian: int, step: int, data,
-                 max_pixels: int | None = None) -> np.ndarray:
-    """Raw Image fields -> uint8 (H, W, 3) RGB."""
-    return to_rgb8(fields_to_array(height, width, encoding, is_bigendian, step, data, max_pixels), encoding)
-
-
-def decode_compressed(data: bytes | bytearray | memoryview | np.ndarray, max_pixels: int | None = None) -> np.ndarray:
-    """CompressedImage data (JPEG, PNG ...) -> uint8 (H, W, 3) RGB."""
-    import cv2
-
-    buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8).ravel()
+    buffer = _as_bytes(data)
     if buffer.size == 0:
         raise ImageDecodeError("compressed image has no data")
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    try:
+        width, height = compressed_size(buffer)
+    except HeaderError as error:
+        raise ImageDecodeError(f"compressed image ({buffer.size} bytes): {error}") from None
+    check_pixels(width, height, max_pixels)
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    except cv2.error as error:
+        raise ImageDecodeError(f"compressed image ({buffer.size} bytes) could not be decoded: {error}") from None
     if image is None:
         raise ImageDecodeError(f"compressed image ({buffer.size} bytes) could not be decoded")
-    if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:
-        raise ImageDecodeError(f"image {image.shape[1]}x{image.shape[0]} exceeds the limit of {max_pixels} pixels")
-    return np.ascontiguousarray(image[:, :, ::-1])
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def array_to_fields(array: np.ndarray, encoding: str) -> ImageFields:
-    """An output array -> Image fields (little-endian, tightly packed rows)."""
-    if encoding not in ENCODINGS:
-        raise ValueError(f"unsupported output encoding {encoding!r}")
-    dtype, channels = ENCODINGS[encoding]
-    if array.dtype != dtype:
-        raise ValueError(f"{encoding} needs dtype {dtype}, got {array.dtype}")
-    shape_channels = 1 if array.ndim == 2 else array.shape[2]
-    if shape_channels != channels:
-        raise ValueError(f"{encoding} needs {channels} channel(s), got array of shape {array.shape}")
-    array = np.ascontiguousarray(array, dtype=dtype.newbyteorder("<"))
-    height, width = array.shape[:2]
-    return ImageFields(height=height, width=width, encoding=encoding, is_bigendian=0,
-                       step=width * channels * dtype.itemsize, data=array.tobytes())
+def decode_image(height: int, width: int, encoding: str, is_bigendian: int, step: int, data: Any,
+                 max_pixels: int | None = None) -> np.ndarray:
+    """``image_to_rgb`` for callers that hold the fields rather than a message."""
+    return image_to_rgb(ImageFields(height, width, encoding, is_bigendian, step, data), max_pixels)
 
 
 def decode_input(msg: Any, transport: str, max_pixels: int | None) -> np.ndarray:
-    """sensor_msgs/Image or CompressedImage (anything with their fields) -> RGB uint8.
+    """The node's input (Image for ``raw``, CompressedImage for ``compressed``) -> RGB uint8.
     Raises ``ImageDecodeError`` naming the problem."""
     if transport == "compressed":
-        return decode_compressed(msg.data, max_pixels=max_pixels)
-    return decode_image(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data,
-                        max_pixels=max_pixels)
+        return compressed_to_rgb(msg.data, max_pixels)
+    return image_to_rgb(msg, max_pixels)
+
+
+# ---------------------------------------------------------------- arrays -> fields
+
+def image_fields(array: np.ndarray, encoding: str) -> ImageFields:
+    """An output array -> Image fields; ``data`` is the array itself (C-contiguous, native
+    byte order), so that each message type can take its bytes with at most one copy."""
+    channel_bytes, channels = pixel_layout(encoding)
+    match = _GENERIC.fullmatch(encoding)
+    kind = {"U": "u", "S": "i", "F": "f"}[match.group(1)[-1]] if match else "u"
+    if (array.dtype.kind, array.dtype.itemsize) != (kind, channel_bytes):
+        raise ValueError(f"{encoding} needs {kind}{channel_bytes * 8} channels, got an array of {array.dtype}")
+    if (1 if array.ndim == 2 else array.shape[2]) != channels or array.ndim not in (2, 3):
+        raise ValueError(f"{encoding} needs {channels} channel(s), got an array of shape {array.shape}")
+    array = np.ascontiguousarray(array)
+    height, width = array.shape[:2]
+    big_endian = array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and sys.byteorder == "big")
+    return ImageFields(height=height, width=width, encoding=encoding, is_bigendian=int(big_endian and channel_bytes > 1),
+                       step=width * channels * channel_bytes, data=array)
+
+
+def array_to_fields(array: np.ndarray, encoding: str) -> ImageFields:
+    """``image_fields`` with ``data`` as bytes (a copy), for callers that want plain bytes."""
+    fields = image_fields(array, encoding)
+    return ImageFields(fields.height, fields.width, fields.encoding, fields.is_bigendian, fields.step,
+                       fields.data.tobytes())

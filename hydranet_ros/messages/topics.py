@@ -22,17 +22,12 @@ OUTPUT_SPECS: tuple[OutputSpec, ...] = (
     OutputSpec("depth_colour", "depth/colorized", "rgb8", "depth through a colour map, for display"),
     OutputSpec("segm_colour", "segmentation/colorized", "rgb8", "class colours, for display"),
 )
-OUTPUTS_BY_NAME = {spec.name: spec for spec in OUTPUT_SPECS}
 DEPTH_CAMERA_INFO_TOPIC = "depth/camera_info"
 LABEL_INFO_TOPIC = "segmentation/label_info"
 
 IMAGE_TOPIC = "image"
-
-
 # image_transport's convention: the compressed form lives under the raw topic
 COMPRESSED_TOPIC = "image/compressed"
-
-
 CAMERA_INFO_TOPIC = "camera_info"
 
 

@@ -1,13 +1,16 @@
 """rosbag reading and writing with rosbags: no ROS installation needed.
 
 Image, CompressedImage and CameraInfo messages are turned into plain numpy
-arrays and header values (and back) through ``image_codec``, the module the
-live node uses, so a bag written here carries the node's exact encodings.
+arrays and header values (and back) through ``messages``, the conventions the
+live node uses, so a bag written here carries the node's exact messages.
 Reading covers rosbag2 (sqlite3 and MCAP) and ROS 1 bags; writing is rosbag2.
+
+ROS 1 messages are copied into ROS 2 types with rosbags' converter, which
+rosbags does not export (``rosbags.convert`` offers only whole-bag conversion,
+a full copy of the input on disk): setup.py pins the rosbags range it is tested with.
 """
 from __future__ import annotations
 
-import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +23,10 @@ from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from ..messages.image import ImageDecodeError, array_to_fields, decode_compressed, decode_image, fields_to_array
-from ..messages.stamps import Header
+from ..messages.builders import MessageTypes, byte_view
+from ..messages.builders import image_message as build_image_message
+from ..messages.image import ImageDecodeError, compressed_to_rgb, image_to_rgb
+from ..messages.stamps import Header, ns_to_stamp
 from ..messages.topics import COMPRESSED_TYPE, join_topic
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
@@ -37,8 +42,6 @@ BAG_VERSIONS = {"humble": 8, "iron": 8, "jazzy": 9}
 
 class BagError(ValueError):
     """A bag that cannot be read or written as asked; the message says why."""
-
-
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,21 @@ def bag_storage(path: Path) -> str:
         return "rosbag1"
     import yaml
 
+    metadata = path / "metadata.yaml"
     try:
-        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-        return str(info.get("storage_identifier") or "sqlite3")
-    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
-        raise BagError(f"cannot read {path / 'metadata.yaml'}: {error}") from None
+        info = yaml.safe_load(metadata.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise BagError(f"cannot read {metadata}: {type(error).__name__}: {error}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("rosbag2_bagfile_information"), dict):
+        raise BagError(f"{metadata} is not rosbag2 metadata (no rosbag2_bagfile_information mapping); "
+                       "'ros2 bag reindex' can rebuild it from the storage files")
+    return str(info["rosbag2_bagfile_information"].get("storage_identifier") or "sqlite3")
+
+
+def looks_like_bag_without_metadata(path: Path) -> bool:
+    """A directory holding rosbag2 storage files but no metadata.yaml (a killed recorder)."""
+    return path.is_dir() and not (path / "metadata.yaml").exists() and any(
+        p.suffix in (".db3", ".mcap") for p in path.iterdir())
 
 
 @contextmanager
@@ -90,8 +103,9 @@ def open_bag(path: Path) -> Iterator[AnyReader]:
     try:
         reader = AnyReader([Path(path)], default_typestore=ros2_typestore("humble"))
         reader.open()
-    except (AnyReaderError, FileNotFoundError, OSError) as error:
-        raise BagError(f"cannot read bag {path}: {error}") from None
+    # rosbags reads metadata.yaml without checking its shape: garbage there fails as anything
+    except (AnyReaderError, OSError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
+        raise BagError(f"cannot read bag {path}: {type(error).__name__}: {error}") from None
     try:
         yield reader
     finally:
@@ -137,10 +151,6 @@ def find_image_topic(reader: AnyReader, topic: str | None = None, exclude: Itera
                    + "\n".join(f"  {name}" for name in candidates))
 
 
-
-
-
-
 def find_camera_info_topic(reader: AnyReader, namespace: str) -> str | None:
     """``<namespace>/camera_info`` when the bag has it as CameraInfo (the image_transport convention)."""
     topic = join_topic(namespace, "camera_info")
@@ -156,34 +166,30 @@ def first_message(reader: AnyReader, topic: str) -> BagMessage | None:
 
 # ---------------------------------------------------------------- messages <-> numpy
 
-
-
-def image_to_rgb(msg: Any, msgtype: str, max_pixels: int | None = None) -> np.ndarray:
+def message_to_rgb(msg: Any, msgtype: str) -> np.ndarray:
     """An Image or CompressedImage message -> uint8 (H, W, 3) RGB; ImageDecodeError if it cannot be."""
     if msgtype == COMPRESSED_TYPE:
-        return decode_compressed(msg.data, max_pixels)
+        return compressed_to_rgb(msg.data)
     if msgtype == IMAGE_TYPE:
-        return decode_image(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data, max_pixels)
+        return image_to_rgb(msg)
     raise ImageDecodeError(f"{msgtype} is not an image message")
 
 
-def image_to_array(msg: Any) -> tuple[np.ndarray, str]:
-    """An Image message -> (array in its own encoding, encoding), for ground-truth depth and labels."""
-    array = fields_to_array(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data)
-    return array, msg.encoding
+def typestore_types(typestore: Typestore) -> MessageTypes:
+    """The typestore's message classes for ``messages.builders``; data as numpy views (no copy)."""
+    return MessageTypes(image=typestore.types[IMAGE_TYPE], camera_info=typestore.types[CAMERA_INFO_TYPE],
+                        data=byte_view)
 
 
 def make_header(typestore: Typestore, header: Header) -> Any:
-    sec, nanosec = divmod(int(header.stamp_ns), 1_000_000_000)
+    sec, nanosec = ns_to_stamp(header.stamp_ns)
     time_type = typestore.types["builtin_interfaces/msg/Time"]
     return typestore.types["std_msgs/msg/Header"](stamp=time_type(sec=sec, nanosec=nanosec), frame_id=header.frame_id)
 
 
 def image_message(typestore: Typestore, array: np.ndarray, encoding: str, header: Header) -> Any:
-    fields = array_to_fields(array, encoding)
-    return typestore.types[IMAGE_TYPE](
-        header=make_header(typestore, header), height=fields.height, width=fields.width, encoding=fields.encoding,
-        is_bigendian=fields.is_bigendian, step=fields.step, data=np.frombuffer(fields.data, dtype=np.uint8))
+    """``messages.builders.image_message`` for a plain ``Header`` in this typestore."""
+    return build_image_message(typestore_types(typestore), make_header(typestore, header), array, encoding)
 
 
 def compressed_message(typestore: Typestore, rgb: np.ndarray, header: Header, fmt: str = "jpeg",
@@ -210,11 +216,6 @@ def camera_info_message(typestore: Typestore, header: Header, width: int, height
         header=make_header(typestore, header), height=height, width=width, distortion_model=distortion_model,
         d=np.asarray(d, dtype=np.float64), k=k.reshape(-1), r=np.eye(3).reshape(-1), p=p.reshape(-1),
         binning_x=0, binning_y=0, roi=roi)
-
-
-def with_header(typestore: Typestore, msg: Any, header: Header) -> Any:
-    """A copy of ``msg`` (e.g. a CameraInfo) carrying ``header`` instead of its own."""
-    return dataclasses.replace(msg, header=make_header(typestore, header))
 
 
 # ---------------------------------------------------------------- writing

@@ -27,8 +27,9 @@ from .bagio import (
     BagMessage,
     bag_storage,
     find_image_topic,
-    image_to_rgb,
     is_bag,
+    looks_like_bag_without_metadata,
+    message_to_rgb,
     open_bag,
     topic_types,
 )
@@ -74,8 +75,7 @@ def earlier_output_topics(topics: Iterable[str]) -> set[str]:
 class BagSource:
     """Frames from the image topic of a rosbag2 (sqlite3, MCAP) or ROS 1 bag."""
 
-    def __init__(self, path: Path, topic: str | None = None, exclude: Iterable[str] = (),
-                 max_pixels: int | None = None) -> None:
+    def __init__(self, path: Path, topic: str | None = None, exclude: Iterable[str] = ()) -> None:
         self.path = Path(path)
         self.storage = bag_storage(self.path)
         self.kind = f"rosbag ({self.storage})"
@@ -90,7 +90,6 @@ class BagSource:
         self.image_msgtype = types[self.image_topic]
         self.topics = types
         self.total: int | None = self.reader.topics[self.image_topic].msgcount
-        self.max_pixels = max_pixels
 
     @property
     def fps(self) -> float | None:
@@ -128,9 +127,9 @@ class BagSource:
             reason = ImageDecodeError(f"message could not be deserialised ({type(error).__name__}: {error})")
             return Frame(index, str(message.log_time_ns), Header(message.log_time_ns, ""), message.log_time_ns,
                          _failing(reason), message)
-        msgtype, max_pixels = message.msgtype, self.max_pixels
+        msgtype = message.msgtype
         return Frame(index, str(header.stamp_ns), header, message.log_time_ns,
-                     lambda: image_to_rgb(msg, msgtype, max_pixels), message)
+                     lambda: message_to_rgb(msg, msgtype), message)
 
 
 class VideoSource:
@@ -213,15 +212,18 @@ FrameSource = BagSource | VideoSource | FolderSource
 
 
 def open_source(path: Path, topic: str | None = None, exclude: Iterable[str] = (), frame_id: str = "camera",
-                start_ns: int = 0, fps: float | None = None, max_pixels: int | None = None) -> FrameSource:
+                start_ns: int = 0, fps: float | None = None) -> FrameSource:
     """The right source for ``path``: a rosbag2 directory or ``.bag`` file, a folder of images, a video."""
     path = Path(path)
     if not path.exists():
         raise SourceError(f"input not found: {path}")
     if is_bag(path):
-        return BagSource(path, topic, exclude, max_pixels)
+        return BagSource(path, topic, exclude)
     if path.suffix in (".mcap", ".db3"):
         raise SourceError(f"{path} is a rosbag2 storage file; pass its directory (with metadata.yaml) instead")
+    if looks_like_bag_without_metadata(path):
+        raise SourceError(f"{path} holds rosbag2 storage files but no metadata.yaml (an interrupted recording?); "
+                          "'ros2 bag reindex' can rebuild it")
     if path.is_dir():
         return FolderSource(path, topic or DEFAULT_TOPIC, frame_id, start_ns, fps or 10.0)
     return VideoSource(path, topic or DEFAULT_TOPIC, frame_id, start_ns, fps)

@@ -1,0 +1,95 @@
+"""The replay's frame loop: decode, predict, hand each frame to the outputs, time every stage.
+
+Stages: ``read`` (everything between two frames: reading, copying other
+messages), ``decode``, ``predict``, ``encode`` and ``write`` (all outputs
+together, one sample per frame each) and ``evaluate`` (ground truth, including
+ground-truth messages read between frames; totals exact, attribution +-1 frame).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from ..common.timing import StageTimer
+from ..inference.predictor import Predictor
+from ..messages.image import ImageDecodeError
+from .bagio import BagMessage
+from .replay_outputs import FrameOutput, GroundTruth
+from .sources import Frame
+
+STAGES = ("read", "decode", "predict", "encode", "write", "evaluate")
+MAX_LISTED_SKIPS = 100
+
+
+@dataclass
+class FrameCounts:
+    read: int = 0
+    done: int = 0
+    skipped_count: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)   # the first MAX_LISTED_SKIPS
+    warmup_s: float = 0.0
+
+    def skip(self, frame: Frame, reason: str) -> None:
+        self.skipped_count += 1
+        if len(self.skipped) < MAX_LISTED_SKIPS:
+            self.skipped.append({"index": frame.index, "stamp_ns": frame.header.stamp_ns, "reason": reason})
+
+
+class FrameLoop:
+    """Runs the predictor over a source's messages and feeds the outputs."""
+
+    def __init__(self, predictor: Predictor, predict_outputs: tuple[str, ...], outputs: Sequence[FrameOutput],
+                 ground_truth: GroundTruth | None, timer: StageTimer, warmup: int) -> None:
+        self.predictor, self.predict_outputs = predictor, predict_outputs
+        self.outputs, self.ground_truth, self.timer, self.warmup = list(outputs), ground_truth, timer, warmup
+        self.counts = FrameCounts()
+
+    def run(self, items: Iterable[Frame | BagMessage], max_frames: int | None, progress: Any) -> FrameCounts:
+        last = time.perf_counter()
+        for item in items:
+            if not isinstance(item, Frame):
+                self._message(item)
+                continue
+            self._frame(item, time.perf_counter() - last)
+            progress.update(1)
+            if max_frames is not None and self.counts.read >= max_frames:
+                break
+            last = time.perf_counter()
+        return self.counts
+
+    def _message(self, message: BagMessage) -> None:
+        for output in self.outputs:
+            output.message(message)
+        if self.ground_truth is not None:
+            self.ground_truth.message(message)
+
+    def _frame(self, frame: Frame, read_s: float) -> None:
+        self.counts.read += 1
+        try:
+            with self.timer.stage("decode"):
+                rgb = frame.decode()
+        except ImageDecodeError as error:
+            self.counts.skip(frame, str(error))
+            for output in self.outputs:
+                output.skipped(frame)
+            return
+        truth_s = self.ground_truth.take_seconds() if self.ground_truth is not None else 0.0
+        self.timer.record("read", read_s - truth_s)
+        if self.counts.done == 0 and self.warmup > 0:
+            # lazy initialisation (allocators, cuDNN autotuning) would otherwise be the first frame's latency
+            start = time.perf_counter()
+            self.predictor.warmup(rgb.shape[0], rgb.shape[1], self.warmup)
+            self.counts.warmup_s = time.perf_counter() - start
+        with self.timer.stage("predict"):
+            prediction = self.predictor.predict(rgb, self.predict_outputs)
+        with self.timer.stage("encode"):
+            encoded = [output.encode(frame, rgb, prediction) for output in self.outputs]
+        with self.timer.stage("write"):
+            for output, item in zip(self.outputs, encoded):
+                output.write(frame, item)
+        if self.ground_truth is not None:
+            start = time.perf_counter()
+            self.ground_truth.evaluate(frame, prediction)
+            self.timer.record("evaluate", time.perf_counter() - start + truth_s)
+        self.counts.done += 1
