@@ -7,8 +7,8 @@ classes as a parameter (``MessageTypes``) along with how that family wants its
 hands in the input message's header, replay one built for its typestore.
 
 Per frame each output is copied at most once between the predictor's array and
-the message: rclpy stores an ``array.array('B')`` as it is, filled from the
-array's memory in one copy; rosbags serialises straight from a numpy view.
+the message: into an ``array.array('B')`` that rclpy keeps as it is, or not at
+all for rosbags, which serialises straight from a numpy view.
 """
 from __future__ import annotations
 
@@ -22,32 +22,50 @@ from .image import image_fields
 
 
 def byte_array(pixels: np.ndarray) -> array.array:
-    """The bytes of a C-contiguous array as ``array.array('B')``, in one copy. rclpy keeps
-    such an array as it is; bytes or a list would be checked element by element."""
+    """The bytes of a C-contiguous array as ``array.array('B')``, in one copy."""
     data = array.array("B")
     data.frombytes(memoryview(pixels).cast("B"))
     return data
 
 
-def byte_view(pixels: np.ndarray) -> np.ndarray:
-    """The bytes of a C-contiguous array as a flat uint8 view: no copy (rosbags messages)."""
-    return pixels.reshape(-1).view(np.uint8)
+def with_byte_array(message_class: type, fields: dict[str, Any], pixels: np.ndarray) -> Any:
+    """An rclpy message with ``data`` = the pixels' bytes, copied once.
+
+    rclpy keeps an ``array.array('B')`` as it is when it checks fields (Humble always
+    does); from Jazzy on it checks only with ROS_PYTHON_CHECK_FIELDS=1 and otherwise
+    copies the array again, and its constructor copies ``data`` too. So the message is
+    built without data and the array assigned with checking on: the check is a type test."""
+    msg = message_class(**fields)
+    checking = getattr(msg, "_check_fields", None)
+    if checking is False:
+        msg._check_fields = True
+        msg.data = byte_array(pixels)
+        msg._check_fields = False
+    else:
+        msg.data = byte_array(pixels)
+    return msg
+
+
+def with_byte_view(message_class: type, fields: dict[str, Any], pixels: np.ndarray) -> Any:
+    """A rosbags message with ``data`` = a flat uint8 view of the pixels: no copy."""
+    return message_class(**fields, data=pixels.reshape(-1).view(np.uint8))
 
 
 @dataclass(frozen=True)
 class MessageTypes:
-    """One message family: its Image and CameraInfo classes and its ``data`` filler."""
+    """One message family: its Image and CameraInfo classes, and how an Image gets its data
+    (``build(Image, fields, pixels)``)."""
 
     image: type
     camera_info: type
-    data: Callable[[np.ndarray], Any]
+    build: Callable[[type, dict[str, Any], np.ndarray], Any]
 
 
 def ros_message_types() -> MessageTypes:
     """sensor_msgs' rclpy classes, for the node."""
     from sensor_msgs.msg import CameraInfo, Image
 
-    return MessageTypes(image=Image, camera_info=CameraInfo, data=byte_array)
+    return MessageTypes(image=Image, camera_info=CameraInfo, build=with_byte_array)
 
 
 def image_message(types: MessageTypes, header: Any, pixels: np.ndarray, encoding: str) -> Any:
@@ -56,8 +74,9 @@ def image_message(types: MessageTypes, header: Any, pixels: np.ndarray, encoding
     The message may share memory with ``pixels`` (rosbags): serialise or publish it before
     the array is reused."""
     fields = image_fields(pixels, encoding)
-    return types.image(header=header, height=fields.height, width=fields.width, encoding=fields.encoding,
-                       is_bigendian=fields.is_bigendian, step=fields.step, data=types.data(fields.data))
+    return types.build(types.image, dict(header=header, height=fields.height, width=fields.width,
+                                         encoding=fields.encoding, is_bigendian=fields.is_bigendian,
+                                         step=fields.step), fields.data)
 
 
 def depth_camera_info(types: MessageTypes, header: Any, camera_info: Any) -> Any:

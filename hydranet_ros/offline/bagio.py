@@ -23,7 +23,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from ..messages.builders import MessageTypes, byte_view
+from ..messages.builders import MessageTypes, with_byte_view
 from ..messages.builders import image_message as build_image_message
 from ..messages.image import ImageDecodeError, compressed_to_rgb, image_to_rgb
 from ..messages.stamps import Header, ns_to_stamp
@@ -178,7 +178,7 @@ def message_to_rgb(msg: Any, msgtype: str) -> np.ndarray:
 def typestore_types(typestore: Typestore) -> MessageTypes:
     """The typestore's message classes for ``messages.builders``; data as numpy views (no copy)."""
     return MessageTypes(image=typestore.types[IMAGE_TYPE], camera_info=typestore.types[CAMERA_INFO_TYPE],
-                        data=byte_view)
+                        build=with_byte_view)
 
 
 def make_header(typestore: Typestore, header: Header) -> Any:
