@@ -7,7 +7,6 @@ from rosbags.typesys import Stores, get_typestore
 from hydranet_ros.messages.builders import depth_camera_info
 from hydranet_ros.messages.image import ImageDecodeError, image_to_array
 from hydranet_ros.messages.stamps import Header, header_of
-from hydranet_ros.messages.topics import camera_namespace, join_topic
 from hydranet_ros.offline.bagio import (
     CAMERA_INFO_TYPE,
     COMPRESSED_TYPE,
@@ -27,24 +26,6 @@ from hydranet_ros.offline.bagio import (
     ros2_typestore,
     typestore_types,
 )
-
-
-@pytest.mark.parametrize("topic, msgtype, namespace", [
-    ("/camera/image_raw", IMAGE_TYPE, "/camera"),
-    ("/camera/image_raw/compressed", COMPRESSED_TYPE, "/camera"),
-    ("/car/front/image_rect_color", IMAGE_TYPE, "/car/front"),
-    ("/image_raw", IMAGE_TYPE, "/"),
-    ("/image_raw/compressed", COMPRESSED_TYPE, "/"),
-])
-def test_camera_namespace(topic, msgtype, namespace):
-    assert camera_namespace(topic, msgtype) == namespace
-
-
-def test_join_topic():
-    assert join_topic("/camera", "depth/image") == "/camera/depth/image"
-    assert join_topic("/", "depth/image") == "/depth/image"
-    assert join_topic("", "depth/image") == "/depth/image"
-    assert join_topic("robot/cam/", "/overlay/image") == "/robot/cam/overlay/image"
 
 
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8", "png"])
