@@ -78,3 +78,20 @@ def test_foreign_state_dict_is_refused(tmp_path: Path, capsys) -> None:
                                "depth.weight": torch.zeros(1, 256, 3, 3)}}, src)
     assert main([str(src), str(tmp_path / "o.safetensors"), "--dataset", "kitti"]) == 1
     assert "no counterpart" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("state, message", [
+    ({1: torch.zeros(2), "segm.weight": torch.zeros(6, 256, 3, 3)}, "keys must be parameter names"),
+    ({"segm.weight": torch.tensor(6.0), "depth.weight": torch.zeros(1, 256, 3, 3)},
+     "'segm.weight' should be a 4-d conv weight, got shape ()"),
+    ({"segm.weight": torch.zeros(6, 256, 3, 3), "depth.weight": torch.zeros(1)},
+     "'depth.weight' should be a 4-d conv weight"),
+])
+def test_odd_checkpoints_get_a_message_not_a_traceback(tmp_path: Path, capsys, state: dict, message: str) -> None:
+    """Integer keys and 0-d tensors used to end in AttributeError / IndexError tracebacks."""
+    src = tmp_path / "odd.ckpt"
+    torch.save({"state_dict": state}, src)
+    assert main([str(src), str(tmp_path / "o.safetensors"), "--dataset", "kitti"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hydranet_convert: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "o.safetensors").exists()

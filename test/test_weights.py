@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -8,8 +9,11 @@ import torch
 from conftest import make_card, make_model
 from safetensors.torch import save_file
 
+from hydranet_ros.inference.integrity import CHECKSUM_KEY, tensor_checksum
 from hydranet_ros.inference.weights import CARD_KEY, WeightsError, load_weights, read_card, save_weights
 from hydranet_ros.model import HydraNet, ModelConfig
+
+SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "hydranet_synthetic_street.safetensors"
 
 
 def test_round_trip_keeps_every_tensor_and_the_card(tmp_path: Path) -> None:
@@ -124,3 +128,128 @@ def test_card_must_match_model() -> None:
 
 def test_saved_files_are_readable_by_others(weights_file: Path) -> None:
     assert (weights_file.stat().st_mode & 0o777) == 0o644
+
+
+def _write(path: Path, card_json: str, tensors: dict[str, torch.Tensor], checksum: str | None = None) -> Path:
+    """A weights file written by hand, as a damaged or older file would be."""
+    metadata = {CARD_KEY: card_json}
+    if checksum is not None:
+        metadata[CHECKSUM_KEY] = checksum
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    return path
+
+
+def test_a_flipped_bit_in_the_tensor_data_is_refused(weights_file: Path, tmp_path: Path) -> None:
+    data = bytearray(weights_file.read_bytes())
+    data[-1001] ^= 0x10  # inside the tensor data, which follows the header
+    bad = tmp_path / "flipped.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=r"flipped.safetensors: .*checksum.*corrupted"):
+        load_weights(bad)
+
+
+def test_non_finite_tensors_are_refused_by_name(tmp_path: Path) -> None:
+    card = make_card()
+    tensors = dict(make_model(card).state_dict())
+    tensors["heads.depth.out.bias"] = torch.full_like(tensors["heads.depth.out.bias"], float("nan"))
+    tensors["encoder.layer1.0.weight"] = tensors["encoder.layer1.0.weight"].clone()
+    tensors["encoder.layer1.0.weight"][0, 0, 0, 0] = float("inf")
+    # with a checksum that matches the damaged tensors (a diverged run saved by hand), and without one
+    for name, checksum in (("summed.safetensors", tensor_checksum(tensors)), ("old.safetensors", None)):
+        path = _write(tmp_path / name, card.to_json(), tensors, checksum)
+        with pytest.raises(WeightsError, match=rf"{name}: non-finite .*encoder.layer1.0.weight, heads.depth.out.bias"):
+            load_weights(path)
+
+
+def test_save_refuses_non_finite_tensors(tmp_path: Path) -> None:
+    card = make_card()
+    model = make_model(card)
+    with torch.no_grad():
+        model.heads["segm"].out.weight[0] = float("nan")
+    with pytest.raises(WeightsError, match="non-finite .*heads.segm.out.weight"):
+        save_weights(tmp_path / "nan.safetensors", model, card)
+    assert not (tmp_path / "nan.safetensors").exists()
+
+
+def test_a_file_without_checksum_loads_with_a_notice(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    card = make_card()
+    model = make_model(card, seed=3)
+    path = _write(tmp_path / "older.safetensors", card.to_json(), model.state_dict())
+    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.weights"):
+        loaded, _ = load_weights(path)
+    assert "older.safetensors: has no tensor checksum" in caplog.text
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_saved_files_carry_a_checksum_and_load_without_a_notice(weights_file: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.weights"):
+        load_weights(weights_file)
+        load_weights(SHIPPED)
+    assert caplog.text == ""
+    from safetensors import safe_open
+
+    with safe_open(str(SHIPPED), framework="pt") as handle:
+        assert CHECKSUM_KEY in handle.metadata()
+
+
+def test_checksum_depends_on_values_names_and_shapes() -> None:
+    a = {"x": torch.arange(6.0), "y": torch.zeros(2, dtype=torch.int64)}
+    assert tensor_checksum(a) == tensor_checksum({"y": torch.zeros(2, dtype=torch.int64), "x": torch.arange(6.0)})
+    for changed in ({**a, "x": torch.arange(6.0).flip(0)}, {**a, "x": torch.arange(6.0).view(2, 3)},
+                    {"z": a["x"], "y": a["y"]}, {**a, "y": torch.zeros(2, dtype=torch.int32)}):
+        assert tensor_checksum(changed) != tensor_checksum(a)
+
+
+@pytest.mark.parametrize("card_json, message", [
+    ("null", "must be a JSON object, got null"),
+    ("[1, 2]", "must be a JSON object, got a list"),
+    ("42", r"must be a JSON object, got a number \(42\)"),
+    ('"card"', "must be a JSON object, got a string"),
+])
+def test_a_card_that_is_not_an_object_is_refused(tmp_path: Path, card_json: str, message: str) -> None:
+    card = make_card()
+    path = _write(tmp_path / "odd.safetensors", card_json, make_model(card).state_dict())
+    for read in (read_card, load_weights):
+        with pytest.raises(WeightsError, match=rf"odd.safetensors: .*{message}"):
+            read(path)
+
+
+def _edited_card(edit) -> str:
+    data = json.loads(make_card().to_json())
+    edit(data)
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["model"].update(decoder_width=-5), "'decoder_width' must be an integer >= 1, got -5"),
+    (lambda d: d["model"].update(decoder_width="wide"), "'decoder_width' must be an integer"),
+    (lambda d: d["model"].update(num_classes=0), "'num_classes' must be an integer >= 1"),
+    (lambda d: d["model"].update(backbone="vgg"), "'backbone' must be one of"),
+    (lambda d: d["model"].update(extra_heads={"normals": -3}), "'extra_heads.normals' must be an integer >= 1"),
+    (lambda d: d.update(model=None), "model config must be a JSON object"),
+    (lambda d: d.update(std=[0.2, float("nan"), 0.2]), "std must hold finite numbers"),
+    (lambda d: d.update(mean=[0.5, 0.5, float("inf")]), "mean must hold finite numbers"),
+    (lambda d: d.update(depth_range=[0.0, float("nan")]), "depth_range must hold finite numbers"),
+    (lambda d: d.update(palette=None), "'palette' must be a list, got null"),
+    (lambda d: d.update(palette=[[1, 2, 3]] * 5 + [7]), r"'palette' must hold \[r, g, b\]"),
+    (lambda d: d.update(class_names=[1, 2, 3, 4, 5, 6]), "'class_names' must hold strings"),
+    (lambda d: d.update(provenance=[]), "'provenance' must be an object"),
+    (lambda d: d.pop("model"), "no 'model' field"),
+])
+def test_bad_card_fields_are_refused_by_name(tmp_path: Path, edit, message: str) -> None:
+    card = make_card()
+    path = _write(tmp_path / "edited.safetensors", _edited_card(edit), make_model(card).state_dict())
+    with pytest.raises(WeightsError, match=rf"edited.safetensors: .*{message}"):
+        load_weights(path)
+
+
+def test_a_bad_face_card_is_refused_by_name(tmp_path: Path) -> None:
+    from hydranet_ros.model import FaceModelConfig
+
+    for change, message in (({"head_width": 0}, "'head_width' must be an integer >= 1"),
+                            ({"age_std": float("nan")}, "'age_std' must be a finite number > 0"),
+                            ({"image_size": 128}, r"'image_size' must be \[height, width\]")):
+        data = {**FaceModelConfig().to_dict(), **change}
+        with pytest.raises(ValueError, match=message):
+            FaceModelConfig.from_dict(data)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .backbones import build_encoder
-from .hydranet import check_fields
+from .config_checks import ConfigError, check_choice, check_fields, check_int, check_number
 
 FACE_BACKBONES = ("resnet18", "resnet34", "resnet50")
 FACE_HEADS = ("age", "gender", "race")
@@ -35,6 +35,18 @@ class FaceModelConfig:
     age_mean: float = 33.0
     age_std: float = 20.0
 
+    def __post_init__(self) -> None:
+        check_int("race_classes", self.race_classes, 2)
+        check_choice("backbone", self.backbone, FACE_BACKBONES)
+        check_int("head_width", self.head_width, 1)
+        size = self.image_size
+        if not isinstance(size, (tuple, list)) or len(size) != 2:
+            raise ConfigError(f"model config field 'image_size' must be [height, width], got {size!r}")
+        for value in size:
+            check_int("image_size", value, 1)
+        check_number("age_mean", self.age_mean)
+        check_number("age_std", self.age_std, positive=True)
+
     @property
     def num_classes(self) -> int:
         return self.race_classes
@@ -48,7 +60,8 @@ class FaceModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FaceModelConfig":
         check_fields(cls, data)
-        return cls(**{**data, "image_size": tuple(data.get("image_size", cls.image_size))})
+        size = data.get("image_size", cls.image_size)
+        return cls(**{**data, "image_size": tuple(size) if isinstance(size, list) else size})
 
 
 class MLPHead(nn.Sequential):
@@ -64,11 +77,6 @@ class FaceHydraNet(nn.Module):
 
     def __init__(self, config: FaceModelConfig, encoder: nn.Module | None = None) -> None:
         super().__init__()
-        if config.backbone not in FACE_BACKBONES:
-            raise ValueError(f"face models use a ResNet backbone ({', '.join(FACE_BACKBONES)}), "
-                             f"got {config.backbone!r}")
-        if config.race_classes < 2 or config.head_width < 1 or config.age_std <= 0:
-            raise ValueError(f"invalid face model config {config}")
         self.config = config
         # the ResNet's four stages; only the deepest feeds the heads
         self.encoder = encoder if encoder is not None else build_encoder(config.backbone)

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .backbones import BACKBONES, build_encoder
+from .config_checks import ConfigError, check_choice, check_fields, check_int
 from .heads import TaskHead
 from .refinenet import LightWeightRefineNet
 
@@ -22,6 +24,17 @@ class ModelConfig:
     # reference's three-task checkpoint adds "normals": 3).
     extra_heads: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_int("num_classes", self.num_classes, 1)
+        check_choice("backbone", self.backbone, BACKBONES)
+        check_int("decoder_width", self.decoder_width, 1)
+        if not isinstance(self.extra_heads, dict):
+            raise ConfigError(f"model config field 'extra_heads' must be a mapping, got {self.extra_heads!r}")
+        for name, channels in self.extra_heads.items():
+            if not isinstance(name, str) or name in ("segm", "depth"):
+                raise ConfigError(f"model config field 'extra_heads' has a bad head name {name!r}")
+            check_int(f"extra_heads.{name}", channels, 1)
+
     def head_channels(self) -> dict[str, int]:
         return {"segm": self.num_classes, "depth": 1, **self.extra_heads}
 
@@ -31,14 +44,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         check_fields(cls, data)
-        return cls(**{**data, "extra_heads": dict(data.get("extra_heads", {}))})
-
-
-def check_fields(cls: type, data: dict[str, Any]) -> None:
-    """Refuse keys a config dataclass does not have (a card from a newer version, a typo)."""
-    unknown = set(data) - set(cls.__dataclass_fields__)
-    if unknown:
-        raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        return cls(**data)
 
 
 class HydraNet(nn.Module):
@@ -50,10 +56,6 @@ class HydraNet(nn.Module):
 
     def __init__(self, config: ModelConfig, encoder: nn.Module | None = None) -> None:
         super().__init__()
-        from .backbones import build_encoder  # local: backbones imports torchvision lazily
-
-        if config.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {config.num_classes}")
         self.config = config
         self.encoder = encoder if encoder is not None else build_encoder(config.backbone)
         self.decoder = LightWeightRefineNet(self.encoder.out_channels, self.encoder.feature_groups,

@@ -53,6 +53,9 @@ def load_reference_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a dict with a 'state_dict' of tensors")
+    odd = [k for k in state if not isinstance(k, str)]
+    if odd:
+        raise ValueError(f"{path}: state dict keys must be parameter names (strings), found {odd[:3]!r}")
     # checkpoints saved from nn.DataParallel prefix every key with "module."
     return {k.removeprefix("module."): v for k, v in state.items()}
 
@@ -61,6 +64,11 @@ def convert_reference_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[s
     """Map a reference state dict to ours and infer the model config from it."""
     if "segm.weight" not in state or "depth.weight" not in state:
         raise ValueError("not a reference HydraNet state dict: 'segm.weight' or 'depth.weight' is missing")
+    for key in ("segm.weight", "depth.weight", "normal.weight"):
+        # a head's conv weight is (out, in, k, k); its first dimension is the class count
+        if key in state and state[key].dim() != 4:
+            raise ValueError(f"reference key {key!r} should be a 4-d conv weight, "
+                             f"got shape {tuple(state[key].shape)}")
     extra = {"normals": int(state["normal.weight"].shape[0])} if "normal.weight" in state else {}
     config = ModelConfig(num_classes=int(state["segm.weight"].shape[0]), extra_heads=extra)
     converted: dict[str, torch.Tensor] = {}
