@@ -3,7 +3,6 @@ node.qos and messages/)."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import threading
 import time
@@ -14,7 +13,7 @@ import torch
 import yaml
 
 from hydranet_ros.inference import shipped as shipped_files
-from hydranet_ros.messages import camera_info, label_info, stamps, topics
+from hydranet_ros.messages import camera_info, stamps
 from hydranet_ros.messages.topics import OUTPUT_SPECS
 from hydranet_ros.node import health as node_health
 from hydranet_ros.node import parameters as params
@@ -200,11 +199,6 @@ def test_qos_choices():
     assert qos.LATCHED_QOS.durability == "transient_local" and qos.LATCHED_QOS.reliability == "reliable"
 
 
-def test_input_topic_follows_image_transport_convention():
-    assert topics.input_topic("raw") == "image"
-    assert topics.input_topic("compressed") == "image/compressed"
-
-
 # ----- newest-frame slot ---------------------------------------------------------
 
 def test_slot_keeps_only_the_newest_and_counts_drops():
@@ -291,16 +285,6 @@ def test_uncalibrated_camera_info_stays_uncalibrated():
 def test_camera_info_rejects_empty_sizes():
     with pytest.raises(ValueError, match="positive"):
         camera_info.scale_intrinsics(INFO, (0, 480), (320, 240))
-
-
-# ----- class names -------------------------------------------------------------------
-
-def test_label_entries_and_json_fallback():
-    entries = label_info.label_entries(["road", "car"], [(128, 64, 128), (0, 0, 142)])
-    assert [(e.class_id, e.name) for e in entries] == [(0, "road"), (1, "car"), (255, "unlabeled")]
-    data = json.loads(label_info.label_info_json(entries))
-    assert data["unlabeled_id"] == 255
-    assert data["classes"][1] == {"id": 1, "name": "car", "colour": [0, 0, 142]}
 
 
 # ----- statistics --------------------------------------------------------------------
