@@ -156,12 +156,7 @@ class Predictor:
         self.precision = choose_precision(precision, self.device, backend)
         self.dtype = PRECISIONS[self.precision]
         self.card = card
-        if not 0.0 <= overlay_alpha <= 1.0:
-            raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha}")
-        self.overlay_alpha = overlay_alpha
-        self.depth_range = tuple(depth_range) if depth_range is not None else tuple(card.depth_range)
-        if not 0.0 <= self.depth_range[0] < self.depth_range[1]:
-            raise ValueError(f"depth_range must satisfy 0 <= min < max, got {self.depth_range}")
+        self.set_display(overlay_alpha, depth_colormap, depth_range)
         memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.module = None if model is None else \
             model.eval().to(device=self.device, dtype=self.dtype, memory_format=memory_format)
@@ -172,8 +167,19 @@ class Predictor:
         self._mean = torch.tensor(card.mean, dtype=torch.float32, device=self.device)
         self._std = torch.tensor(card.std, dtype=torch.float32, device=self.device)
         self._palette = torch.from_numpy(palette_lut(card.palette)).to(self.device)
-        self._depth_lut = torch.from_numpy(colormap_lut(depth_colormap)).to(self.device)
-        self.depth_colormap = depth_colormap
+
+    def set_display(self, overlay_alpha: float = 0.5, depth_colormap: str = "turbo",
+                    depth_range: tuple[float, float] | None = None) -> None:
+        """Set the display options (the node changes them while frames run); ``depth_range``
+        None = the card's. A bad value raises a ValueError and changes nothing."""
+        if not 0.0 <= overlay_alpha <= 1.0:
+            raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha}")
+        span = tuple(depth_range) if depth_range is not None else tuple(self.card.depth_range)
+        if not 0.0 <= span[0] < span[1]:
+            raise ValueError(f"depth_range must satisfy 0 <= min < max, got {span}")
+        lut = torch.from_numpy(colormap_lut(depth_colormap)).to(self.device)
+        self.overlay_alpha, self.depth_range, self.depth_colormap, self._depth_lut = \
+            overlay_alpha, span, depth_colormap, lut
 
     @property
     def class_names(self) -> list[str]:
