@@ -238,6 +238,40 @@ def test_bad_overrides_are_refused_with_the_key_named(overrides: list[str], mess
     assert message in str(error.value)
 
 
+def test_a_dotted_override_changes_one_leaf_and_keeps_its_siblings(capsys: pytest.CaptureFixture) -> None:
+    recipe = Path(__file__).resolve().parent.parent / "config" / "train_synthetic.yaml"
+    config = load_config(recipe, ["data.transform.hflip=false", "data.options.width=64",
+                                  "balancing.weights.depth=0.5", "optim={kind: sgd}"])
+    assert config["data"]["transform"] == {"size": [128, 256], "scale_range": [0.8, 1.25], "hflip": False,
+                                           "colour_jitter": 0.2}
+    assert config["data"]["options"] == {"width": 64, "height": 128, "hfov_deg": 58.43}
+    assert config["balancing"]["weights"] == {"segm": 1.0, "depth": 0.5}
+    assert config["optim"]["kind"] == "sgd" and config["optim"]["lr_encoder"] == 2e-3  # a section merges
+    # a new key inside a free-form mapping is added; a whole mapping given for one replaces it
+    assert load_config(recipe, ["data.options.max_depth=60"])["data"]["options"]["width"] == 256
+    assert load_config(recipe, ["data.transform={hflip: false}"])["data"]["transform"] == {"hflip": False}
+    assert T.main(["--config", str(recipe), "--set", "data.transform.hflip=false", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["transform"]["size"] == [128, 256]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr_decoder=nan", "optim.lr_decoder must be a finite number, got nan"),
+    ("optim.lr_encoder=.inf", "optim.lr_encoder must be a finite number, got inf"),
+    ("optim.grad_clip=.nan", "optim.grad_clip must be a finite number, got nan"),
+    ("balancing.weights.depth=nan", "balancing.weights.depth must be a finite number, got nan"),
+    ("balancing.weights.depth=lots", "balancing.weights.depth must be a number >= 0, got 'lots'"),
+    ("data.options.hfov_deg=.inf", "data.options.hfov_deg must be a finite number, got inf"),
+    ("data.depth_range=[0, .inf]", "data.depth_range.1 must be a finite number, got inf"),
+    ("optim.lr_decoder.x=1", "cannot set optim.lr_decoder.x: optim.lr_decoder is 0.01, not a mapping"),
+    ("distributed.sync_batchnorm=3", "distributed.sync_batchnorm must be true, false or null"),
+    ("data.global_batch_size=0", "data.global_batch_size must be a positive integer or null, got 0"),
+])
+def test_non_finite_and_misplaced_numbers_are_refused_by_name(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert message in str(error.value)
+
+
 def test_shipped_recipes_load() -> None:
     recipes = sorted(Path(__file__).resolve().parent.parent.glob("config/train_*.yaml"))
     assert {p.stem for p in recipes} >= {"train_synthetic", "train_cityscapes", "train_kitti", "train_nyud"}

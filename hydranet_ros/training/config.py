@@ -1,6 +1,6 @@
 """Training recipes: YAML files merged over defaults, single-value overrides, checks.
 
-A recipe is a nested mapping. ``DEFAULTS`` below is both the default recipe and
+A recipe is a nested mapping. ``DEFAULTS`` (``recipe_defaults``) is both the default recipe and
 its schema: a key that is not in it is a typo and is refused with the list of
 known keys, and a value must have the type of its default (ints pass for
 floats; a ``None`` default accepts anything). Mappings listed in ``FREE_FORM``
@@ -11,131 +11,30 @@ for depth + segmentation, ``losses`` for faces) keep their defaults.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
-Config = dict[str, Any]
+from .recipe_defaults import (
+    CHOICES,
+    DEFAULTS,
+    FREE_FORM,
+    NON_NEGATIVE,
+    NULLABLE,
+    OPTIONAL_BOOL,
+    OPTIONAL_POSITIVE_INT,
+    POSITIVE,
+    TASK_DATA_KINDS,
+    Config,
+)
+
+__all__ = ["DEFAULTS", "Config", "ConfigError", "apply_overrides", "dump", "load_config", "merge", "validate"]
 
 
 class ConfigError(ValueError):
     """A recipe that cannot be used; the message names the key or file."""
-
-
-DEFAULTS: Config = {
-    "name": "hydranet",          # names the run dir and the weights file
-    "task": "depth_segmentation",  # depth_segmentation | face_attributes (age, gender, race)
-    "seed": 0,
-    "device": "auto",            # auto | cpu | cuda[:N]
-    "threads": 0,                # CPU threads for torch; 0 = torch's default (one per core)
-    "run_dir": None,             # checkpoints and TensorBoard logs; default runs/<name>
-    "output": None,              # final weights; default weights/hydranet_<name>.safetensors
-    "data": {
-        "kind": "synthetic",     # folder | cityscapes | kitti | nyud | synthetic; utkface (faces)
-        "root": None,            # dataset directory (not needed for synthetic)
-        "train_split": "train",
-        # more training sets concatenated to the first: [{kind, root, split, options}, ...]
-        "extra_train_sets": [],
-        "val_split": "val",
-        "options": {},           # extra keyword arguments for build_dataset (train and val)
-        "train_options": {},     # ... for the training set only
-        "val_options": {},       # ... for the validation set only
-        "transform": {},         # keyword arguments for train_transforms
-        "val_transform": {},     # keyword arguments for eval_transforms
-        "batch_size": 8,
-        "val_batch_size": 4,
-        "num_workers": 0,
-        "on_bad_sample": "skip",  # skip (warn and count) | stop
-        "verify": False,         # decode every sample before training, for a complete skipped count
-        "depth_range": [0.0, 80.0],  # metres: depth metrics range and the card's display range
-    },
-    "model": {
-        "backbone": "mobilenet_v2",  # mobilenet_v2 | tv_mobilenet_v2 | resnet18 | resnet34 | resnet50 (faces: resnet*)
-        "decoder_width": 256,
-    },
-    "face": {                        # task face_attributes only
-        "head_width": 256,           # hidden units of the age, gender and race heads
-        "age_mean": 33.0,            # the age head predicts (age - age_mean) / age_std (UTKFace: 33, 20)
-        "age_std": 20.0,
-    },
-    "init": {
-        "imagenet": False,           # ImageNet encoder weights (torchvision backbones)
-        "on_missing_weights": "scratch",  # scratch | stop, when ImageNet weights cannot be had
-        "reference_checkpoint": None,     # a reference .ckpt (DrSleep/multi-task-refinenet)
-        "weights": None,                  # a hydranet .safetensors file
-    },
-    "losses": {
-        "ignore_index": 255,
-        "depth": "berhu",            # l1 | berhu | silog
-        "berhu_threshold": 0.2,      # c = threshold * max |error| over the batch
-        "silog_lambda": 0.5,
-    },
-    "balancing": {
-        "kind": "fixed",             # fixed | uncertainty | dwa
-        "weights": {"segm": 1.0, "depth": 1.0},  # for fixed
-        "dwa_temperature": 2.0,
-        "initial_log_variance": 0.0,  # for uncertainty
-    },
-    "optim": {
-        "kind": "sgd",               # sgd | adamw
-        "lr_encoder": 1.0e-3,
-        "lr_decoder": 1.0e-2,        # decoder, heads and learned task weights
-        "momentum": 0.9,
-        "betas": [0.9, 0.999],
-        "weight_decay": 1.0e-5,
-        "grad_clip": 10.0,           # max gradient norm; 0 = off
-        "amp": True,                 # mixed precision, used on CUDA only
-    },
-    "schedule": {
-        "epochs": 10,
-        "kind": "cosine",            # cosine | step | constant, after the warm-up
-        "warmup_steps": 0,
-        "warmup_start_factor": 0.1,
-        "min_lr_factor": 0.01,       # cosine ends at lr * min_lr_factor
-        "step_epochs": [],           # step: multiply by gamma at these epochs
-        "gamma": 0.1,
-    },
-    "checkpoint": {
-        "every_steps": 0,            # also write last.pt every N steps; 0 = per epoch only
-        "best_metric": "miou",       # a validation metric name, e.g. miou, rmse, delta1
-        "best_mode": "max",          # max | min
-    },
-    "logging": {
-        "tensorboard": True,
-        "sample_images": 4,          # validation frames shown in TensorBoard
-        "progress": True,            # tqdm bar
-    },
-    "provenance": {},                # extra model-card provenance entries (notes, licence ...)
-}
-
-FREE_FORM = {
-    ("data", "options"), ("data", "train_options"), ("data", "val_options"),
-    ("data", "transform"), ("data", "val_transform"), ("balancing", "weights"), ("provenance",),
-}
-
-# keys with a default that may still be set to null: no validation split trains without validation
-NULLABLE = {("data", "val_split")}
-
-TASK_DATA_KINDS = {"face_attributes": ("utkface",)}  # every other kind is depth_segmentation's
-
-CHOICES = {
-    ("task",): ("depth_segmentation", "face_attributes"),  # the keys of weights.TASKS
-    ("data", "kind"): ("folder", "cityscapes", "kitti", "nyud", "synthetic", "utkface"),
-    ("data", "on_bad_sample"): ("skip", "stop"),
-    ("model", "backbone"): ("mobilenet_v2", "tv_mobilenet_v2", "resnet18", "resnet34", "resnet50"),
-    ("init", "on_missing_weights"): ("scratch", "stop"),
-    ("losses", "depth"): ("l1", "berhu", "silog"),
-    ("balancing", "kind"): ("fixed", "uncertainty", "dwa"),
-    ("optim", "kind"): ("sgd", "adamw"),
-    ("schedule", "kind"): ("cosine", "step", "constant"),
-    ("checkpoint", "best_mode"): ("max", "min"),
-}
-
-POSITIVE = {("data", "batch_size"), ("data", "val_batch_size"), ("schedule", "epochs"),
-            ("optim", "lr_encoder"), ("optim", "lr_decoder"), ("face", "head_width"), ("face", "age_std")}
-NON_NEGATIVE = {("threads",), ("data", "num_workers"), ("schedule", "warmup_steps"), ("optim", "weight_decay"),
-                ("optim", "grad_clip"), ("checkpoint", "every_steps"), ("logging", "sample_images")}
 
 
 def _dotted(path: Iterable[str]) -> str:
@@ -176,11 +75,39 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def apply_overrides(config: Config, overrides: Iterable[str], defaults: Config = DEFAULTS) -> Config:
     for text in overrides:
         keys, value = parse_override(text)
-        nested: Any = value
-        for key in reversed(keys):
-            nested = {key: nested}
-        config = merge(config, nested, defaults)
+        config = set_dotted(config, keys, value, defaults)
     return config
+
+
+def set_dotted(config: Config, keys: list[str], value: Any, schema: Mapping[str, Any],
+               free_form: set[tuple[str, ...]] = FREE_FORM) -> Config:
+    """``config`` with the one value at ``keys`` changed; its siblings stay, also inside
+    free-form mappings (``data.transform.hflip=false`` keeps ``size``). A mapping given for
+    a whole recipe section is merged into it; one given for a free-form key replaces it."""
+    result = copy.deepcopy(config)
+    node: dict[str, Any] = result
+    node_schema: Mapping[str, Any] | None = schema
+    for depth, key in enumerate(keys):
+        where = tuple(keys[: depth + 1])
+        if node_schema is not None and key not in node_schema:
+            raise ConfigError(f"unknown key {_dotted(where)!r}; known keys here: {', '.join(sorted(node_schema))}")
+        sub_schema = node_schema.get(key) if node_schema is not None else None
+        section = isinstance(sub_schema, dict) and where not in free_form
+        if depth == len(keys) - 1:
+            if section:
+                if not isinstance(value, Mapping):
+                    raise ConfigError(f"{_dotted(where)} must be a mapping, got {value!r}")
+                node[key] = merge(node.get(key) or {}, value, sub_schema, where, free_form)
+            else:
+                node[key] = copy.deepcopy(value)
+            break
+        child = node.get(key)
+        if child is None and (section or node_schema is None or where in free_form):
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {_dotted(keys)}: {_dotted(where)} is {child!r}, not a mapping")
+        node, node_schema = child, (sub_schema if section else None)
+    return result
 
 
 def read_yaml(path: str | Path) -> Config:
@@ -235,6 +162,21 @@ def validate(config: Config, defaults: Config = DEFAULTS) -> None:
     init = config.get("init", {})
     if init.get("reference_checkpoint") and init.get("weights"):
         problems.append("init.reference_checkpoint and init.weights are exclusive; pick one")
+    if _get(config, ("model", "encoder_weights")) and (init.get("reference_checkpoint") or init.get("weights")):
+        problems.append("model.encoder_weights starts the encoder only; init.reference_checkpoint and init.weights "
+                        "start the whole model: set one of them")
+    for where in OPTIONAL_BOOL:
+        if _get(config, where) not in (None, True, False):
+            problems.append(f"{_dotted(where)} must be true, false or null (automatic), got {_get(config, where)!r}")
+    for where in OPTIONAL_POSITIVE_INT:
+        value = _get(config, where)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            problems.append(f"{_dotted(where)} must be a positive integer or null, got {value!r}")
+    weights = _get(config, ("balancing", "weights"))
+    for task, weight in (weights.items() if isinstance(weights, dict) else ()):
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
+            problems.append(f"balancing.weights.{task} must be a number >= 0, got {weight!r}")
+    problems += [f"{_dotted(where)} must be a finite number, got {value}" for where, value in _non_finite(config)]
     if problems:
         raise ConfigError("invalid recipe: " + "; ".join(problems))
 
@@ -260,6 +202,19 @@ def _check_types(config: Mapping[str, Any], defaults: Mapping[str, Any], path: t
         # bool is an int in Python, but "epochs: true" is a mistake
         if not isinstance(value, expected) or (isinstance(value, bool) and not isinstance(default, bool)):
             problems.append(f"{_dotted(where)} must be {type(default).__name__}, got {value!r}")
+
+
+def _non_finite(node: Any, path: tuple[str, ...] = ()) -> Iterable[tuple[tuple[str, ...], float]]:
+    """Every NaN or infinity in the recipe, free-form parts and lists included: no recipe
+    value means one (a NaN learning rate passes every ``< 0`` check and trains nothing)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        yield path, node
+    elif isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _non_finite(value, path + (str(key),))
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            yield from _non_finite(value, path + (f"{index}",))
 
 
 def _coerce_floats(config: dict[str, Any], defaults: Mapping[str, Any]) -> None:
