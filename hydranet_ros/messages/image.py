@@ -225,7 +225,7 @@ def compressed_to_rgb(data: Any, max_pixels: int | None = None) -> np.ndarray:
     try:
         width, height = compressed_size(buffer)
     except HeaderError as error:
-        raise ImageDecodeError(f"compressed image ({buffer.size} bytes): {error}") from None
+        raise ImageDecodeError(f"compressed image ({buffer.size} bytes) could not be decoded: {error}") from None
     check_pixels(width, height, max_pixels)
     try:
         image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
