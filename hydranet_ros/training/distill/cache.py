@@ -58,7 +58,8 @@ def cache_key(teacher: Teacher, source: Path, selection: FrameSelection) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _write_image(path: Path, image: np.ndarray, params: tuple[int, ...] = ()) -> None:
+def write_image(path: Path, image: np.ndarray, params: tuple[int, ...] = ()) -> None:
+    """Encode by the file's suffix and write atomically."""
     ok, encoded = cv2.imencode(path.suffix, image, list(params))
     if not ok:
         raise OSError(f"could not encode {path.name}")
@@ -120,8 +121,8 @@ def _label_frame(teacher: Teacher, rgb: np.ndarray, folder: Path, stem: str) -> 
     ids, confidence = teacher.label(rgb)
     if ids.min() < 0 or ids.max() > 254:
         raise UnlabelledDataError(f"teacher {teacher.path}: class ids {ids.min()}..{ids.max()} do not fit 0..254")
-    _write_image(folder / "frames" / f"{stem}.jpg", np.ascontiguousarray(rgb[:, :, ::-1]),
+    write_image(folder / "frames" / f"{stem}.jpg", np.ascontiguousarray(rgb[:, :, ::-1]),
                  (cv2.IMWRITE_JPEG_QUALITY, 95))
     if confidence is not None:
-        _write_image(folder / "confidence" / f"{stem}.png", np.round(confidence * 255).astype(np.uint8))
-    _write_image(folder / "labels" / f"{stem}.png", ids.astype(np.uint8))  # last: marks the frame done
+        write_image(folder / "confidence" / f"{stem}.png", np.round(confidence * 255).astype(np.uint8))
+    write_image(folder / "labels" / f"{stem}.png", ids.astype(np.uint8))  # last: marks the frame done
