@@ -69,6 +69,8 @@ def run_node(rclpy: Any, weights, frames: list[tuple[np.ndarray, str, int]], inf
               **{f"publish_{spec.name}": True for spec in OUTPUT_SPECS}}
     node = HydraNetNode(context=context, namespace=namespace,
                         parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    if hasattr(node, "start"):   # a lifecycle node: configure and activate, as autostart does
+        assert node.start(), getattr(node, "failure", "the node did not start")
     probe = Node("probe", context=context, namespace=namespace)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -100,8 +102,8 @@ def run_node(rclpy: Any, weights, frames: list[tuple[np.ndarray, str, int]], inf
             # a camera driver sends its CameraInfo with every frame; it must arrive before the frame does
             info = camera_info_message_ros(types, header, info_k)
             info_pub.publish(info)
-            assert spin_until(lambda: getattr(node, "_camera_info", None) is not None
-                              and node._camera_info.header.stamp.sec == sec), "camera_info not received"
+            assert spin_until(lambda: (latest := camera_info_of(node)) is not None
+                              and latest.header.stamp.sec == sec), "camera_info not received"
             image_pub.publish(image_message(types, header, pixels, encoding))
             assert spin_until(lambda: all(sec in received[t] for t in topics)), \
                 f"outputs for stamp {sec}: {[t for t in topics if sec not in received[t]]} missing"
@@ -112,6 +114,12 @@ def run_node(rclpy: Any, weights, frames: list[tuple[np.ndarray, str, int]], inf
         if context.ok():
             rclpy.shutdown(context=context)
     return namespace, received
+
+
+def camera_info_of(node: Any) -> Any:
+    """The latest CameraInfo the node holds (on what configure built, for the lifecycle node)."""
+    running = getattr(node, "running", None)
+    return getattr(running, "camera_info", None) if running is not None else getattr(node, "_camera_info", None)
 
 
 def camera_info_message_ros(types, header, k: np.ndarray):
