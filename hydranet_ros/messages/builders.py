@@ -54,18 +54,21 @@ def with_byte_view(message_class: type, fields: dict[str, Any], pixels: np.ndarr
 @dataclass(frozen=True)
 class MessageTypes:
     """One message family: its Image and CameraInfo classes, and how an Image gets its data
-    (``build(Image, fields, pixels)``)."""
+    (``build(Image, fields, pixels)``); PointCloud2 and PointField for ``point_cloud``."""
 
     image: type
     camera_info: type
     build: Callable[[type, dict[str, Any], np.ndarray], Any]
+    point_cloud: type | None = None
+    point_field: type | None = None
 
 
 def ros_message_types() -> MessageTypes:
     """sensor_msgs' rclpy classes, for the node."""
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-    return MessageTypes(image=Image, camera_info=CameraInfo, build=with_byte_array)
+    return MessageTypes(image=Image, camera_info=CameraInfo, build=with_byte_array, point_cloud=PointCloud2,
+                        point_field=PointField)
 
 
 def image_message(types: MessageTypes, header: Any, pixels: np.ndarray, encoding: str) -> Any:

@@ -24,6 +24,8 @@ OUTPUT_SPECS: tuple[OutputSpec, ...] = (
 )
 DEPTH_CAMERA_INFO_TOPIC = "depth/camera_info"
 LABEL_INFO_TOPIC = "segmentation/label_info"
+# sensor_msgs/PointCloud2: x, y, z, rgb, label in the input's optical frame (messages.point_cloud)
+POINTS_TOPIC = "points"
 
 IMAGE_TOPIC = "image"
 # image_transport's convention: the compressed form lives under the raw topic

@@ -31,6 +31,7 @@ from ..messages.topics import COMPRESSED_TYPE, join_topic
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+POINT_CLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 # message definitions of these types are identical across the distributions;
@@ -178,7 +179,8 @@ def message_to_rgb(msg: Any, msgtype: str) -> np.ndarray:
 def typestore_types(typestore: Typestore) -> MessageTypes:
     """The typestore's message classes for ``messages.builders``; data as numpy views (no copy)."""
     return MessageTypes(image=typestore.types[IMAGE_TYPE], camera_info=typestore.types[CAMERA_INFO_TYPE],
-                        build=with_byte_view)
+                        build=with_byte_view, point_cloud=typestore.types[POINT_CLOUD_TYPE],
+                        point_field=typestore.types["sensor_msgs/msg/PointField"])
 
 
 def make_header(typestore: Typestore, header: Header) -> Any:
