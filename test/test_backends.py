@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import numpy as np
 import pytest
 import torch
-from conftest import make_card, make_model
+from conftest import LogCapture, make_card, make_model
 
 from hydranet_ros.inference import backends
-from hydranet_ros.inference.backends import ShapeCache, copy_to_host, fallback_chain, unavailable_reason
+from hydranet_ros.inference.backends import fallback_chain, unavailable_reason
 from hydranet_ros.inference.predictor import OUTPUTS, Predictor
+from hydranet_ros.inference.runners import CudaGraphRunner, GuardedRunner, Runner, ShapeCache
+from hydranet_ros.inference.transfer import HostBuffers, Transfer
 
 IMAGE = np.random.default_rng(3).integers(0, 256, size=(75, 101, 3), dtype=np.uint8)
 
@@ -41,29 +44,29 @@ def test_onnxruntime_backend_matches_eager(eager_result) -> None:
     ("tensorrt", "onnxruntime", "TensorRT needs a CUDA device"),
 ])
 def test_unavailable_backend_falls_back_with_a_logged_reason(requested: str, expected: str, reason: str,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+                                                             log_capture: LogCapture) -> None:
     if expected == "onnxruntime":
         pytest.importorskip("onnxruntime")
-    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
+    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
         p = predictor(requested)
     assert p.backend == expected and p.requested_backend == requested
-    assert reason in caplog.text and "falling back" in caplog.text
+    assert reason in log_capture.text and "falling back" in log_capture.text
     assert p.predict(IMAGE).depth.shape == IMAGE.shape[:2]
 
 
-def test_onnxruntime_cannot_honour_bf16_so_eager_runs(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
+def test_onnxruntime_cannot_honour_bf16_so_eager_runs(log_capture: LogCapture) -> None:
+    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
         p = predictor("onnxruntime", precision="bf16")
     assert p.backend == "eager" and p.dtype == torch.bfloat16
-    assert "precision bf16 cannot be honoured" in caplog.text or "not installed" in caplog.text
+    assert "precision bf16 cannot be honoured" in log_capture.text or "not installed" in log_capture.text
 
 
-def test_missing_onnxruntime_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_onnxruntime_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch, log_capture: LogCapture) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
-    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
+    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
         p = predictor("onnxruntime")
     assert p.backend == "eager"
-    assert "onnxruntime is not installed" in caplog.text
+    assert "onnxruntime is not installed" in log_capture.text
 
 
 def test_compile_backend_really_compiles_and_matches_eager(eager_result) -> None:
@@ -77,25 +80,47 @@ def test_compile_backend_really_compiles_and_matches_eager(eager_result) -> None
 
 
 def test_compile_failure_switches_to_eager_and_reports_it(monkeypatch: pytest.MonkeyPatch, eager_result,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+                                                          log_capture: LogCapture) -> None:
     def broken_compile(module, **kwargs):
-        def run(x):
+        def run(*args):
             raise RuntimeError("inductor exploded")
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     p = predictor("compile")
     assert p.backend == "compile"  # compilation happens on the first call
-    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
+    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
         result = p.predict(IMAGE, OUTPUTS)
     assert p.backend == "eager"
-    assert "inductor exploded" in caplog.text
+    assert "inductor exploded" in log_capture.text
     np.testing.assert_allclose(result.depth, eager_result.depth, atol=1e-6)
 
 
-def test_auto_is_eager_on_the_cpu_and_cuda_graphs_on_cuda() -> None:
-    assert predictor("auto").backend == "eager"
+def test_auto_on_the_cpu_is_the_fastest_installed_path(monkeypatch: pytest.MonkeyPatch,
+                                                       log_capture: LogCapture) -> None:
+    """onnxruntime when installed, else torch.compile where a C++ compiler exists, else
+    eager (test_bench.py checks that this order is the measured one); CUDA graphs on CUDA."""
     assert fallback_chain("auto", torch.device("cuda")) == ("cudagraph", "eager")
+    assert fallback_chain("auto", torch.device("cpu")) == ("onnxruntime", "compile", "eager")
+    if backends.onnxruntime_providers() is not None:
+        with log_capture.at_level(logging.INFO, logger="hydranet_ros.inference.backends"):
+            assert predictor("auto").backend == "onnxruntime"
+        assert "backend auto on cpu: running onnxruntime" in log_capture.text
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
+    log_capture.clear()
+    with log_capture.at_level(logging.INFO, logger="hydranet_ros.inference.backends"):
+        p = predictor("auto")
+    assert p.backend == "compile"
+    # expected for auto: said at info level, not as a warning
+    assert "onnxruntime is not installed" in log_capture.text and not any(r.levelno >= logging.WARNING for r in log_capture.records)
+    monkeypatch.setattr(backends, "cpu_compiler_missing", lambda: "torch.compile on the CPU needs a C++ compiler")
+    assert predictor("auto").backend == "eager"
+
+
+def test_auto_precision_with_auto_backend_is_fp32_on_the_cpu() -> None:
+    p = predictor("auto", precision="auto")
+    assert p.precision == "fp32"
+    assert p.backend == ("onnxruntime" if backends.onnxruntime_providers() is not None else "compile")
 
 
 def test_gpu_only_paths_name_the_missing_provider(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,9 +144,85 @@ def test_bad_backend_and_graph_without_weights_raise_clear_errors() -> None:
         Predictor(None, card, device="cpu", backend="eager")
 
 
-def test_copy_to_host_returns_arrays() -> None:
-    host = copy_to_host({"a": torch.arange(6, dtype=torch.uint8).view(2, 3)})
-    assert isinstance(host["a"], np.ndarray) and host["a"].tolist() == [[0, 1, 2], [3, 4, 5]]
+def test_cpu_transfer_copies_nothing() -> None:
+    """A read-only frame (a decoded message buffer) is wrapped, not copied, and without
+    torch's non-writable warning; outputs are the result tensors' own memory."""
+    transfer = Transfer(torch.device("cpu"))
+    frame = np.frombuffer(bytes(IMAGE.tobytes()), dtype=np.uint8).reshape(IMAGE.shape)
+    assert not frame.flags.writeable
+    with warnings.catch_warnings(record=True) as caught:
+        uploaded = transfer.upload(frame)
+    assert uploaded.shape == (1, *IMAGE.shape) and uploaded.data_ptr() == frame.ctypes.data
+    result = torch.arange(6, dtype=torch.uint8).view(2, 3)
+    host = transfer.download({"a": result})
+    assert host["a"].tolist() == [[0, 1, 2], [3, 4, 5]] and host["a"].ctypes.data == result.data_ptr()
+    assert sum(transfer.counter.values()) == 0
+    assert not [w for w in caught if "not writable" in str(w.message)]
+    flipped = transfer.upload(IMAGE[:, ::-1])  # negative strides: torch needs one copy
+    assert torch.equal(flipped[0], torch.from_numpy(IMAGE[:, ::-1].copy()))
+    assert transfer.counter["host"] == IMAGE.nbytes
+
+
+def test_host_buffers_are_reused_only_once_released() -> None:
+    buffers = HostBuffers(pin=False)
+    first = buffers.get("depth", (4, 5), torch.float32)
+    first.fill_(1.0)
+    kept = buffers.lend("depth")
+    assert buffers.get("depth", (4, 5), torch.float32) is not first  # the caller still holds the array
+    buffers.lend("depth")  # this one is dropped at once
+    again = buffers.get("depth", (4, 5), torch.float32)
+    assert buffers.get("depth", (4, 5), torch.float32) is again      # released: reused
+    view = buffers.lend("depth")[1:, ::2]                               # a view alone keeps it too
+    assert buffers.get("depth", (4, 5), torch.float32) is not again
+    del view
+    assert buffers.get("depth", (3, 5), torch.float32).shape == (3, 5)  # another shape: a new buffer
+    assert (kept == 1.0).all() and buffers.allocations == 4
+
+
+@pytest.mark.parametrize("channels", ["bgr", "rgba", "bgra", "mono"])
+def test_channel_orders_are_converted_on_the_device(eager_result, channels: str) -> None:
+    p = predictor("eager")
+    frames = {"bgr": IMAGE[:, :, ::-1].copy(), "rgba": np.dstack([IMAGE, np.full(IMAGE.shape[:2], 7, np.uint8)]),
+              "mono": IMAGE[:, :, 1].copy()}
+    frames["bgra"] = np.dstack([frames["bgr"], frames["rgba"][:, :, 3]])
+    result = p.predict(frames[channels], OUTPUTS, channels=channels)
+    if channels == "mono":  # the grey frame as RGB is another image: compare with that
+        expected = p.predict(np.repeat(frames["mono"][:, :, None], 3, axis=2), OUTPUTS)
+    else:
+        expected = eager_result
+    # the same pixels; only the memory layout of the normalised input differs, which
+    # moves float32 results by a rounding step at most
+    np.testing.assert_allclose(result.depth, expected.depth, rtol=1e-5, atol=1e-7)
+    assert (result.labels == expected.labels).mean() > 0.999
+    same = result.labels == expected.labels
+    np.testing.assert_array_equal(result.overlay[same], expected.overlay[same])  # the input went in as RGB
+    assert np.abs(result.depth_colour.astype(int) - expected.depth_colour).max() <= 1
+
+
+def test_bad_channel_orders_and_shapes_are_refused() -> None:
+    p = predictor("eager")
+    with pytest.raises(ValueError, match="channels must be one of"):
+        p.predict(IMAGE, channels="yuv")
+    with pytest.raises(ValueError, match=r"expected an \(H, W, 4\) bgra image"):
+        p.predict(IMAGE, channels="bgra")
+    with pytest.raises(ValueError, match=r"expected an \(H, W\) or \(H, W, 1\) mono image"):
+        p.predict(IMAGE, channels="mono")
+
+
+def test_a_capture_error_in_input_buffer_switches_to_the_fallback(log_capture: LogCapture) -> None:
+    class Broken(Runner):
+        name = "cudagraph"
+
+        def input_buffer(self, shape, channels, device):
+            raise RuntimeError("capture failed")
+
+    class Fallback(Runner):
+        name = "eager"
+
+    guarded = GuardedRunner(Broken(), Fallback)
+    with log_capture.at_level(logging.WARNING):
+        assert guarded.input_buffer((1, 4, 4, 3), "rgb", torch.device("cpu")) is None
+    assert guarded.name == "eager" and "capture failed" in log_capture.text
 
 
 def test_shape_cache_keeps_the_most_recently_used_shapes() -> None:
@@ -145,6 +246,6 @@ def test_shape_cache_keeps_the_most_recently_used_shapes() -> None:
 
 def test_cuda_graph_runner_refuses_a_cpu_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # the runner switches it on
-    runner = backends.CudaGraphRunner(make_model(make_card()))
+    runner = CudaGraphRunner(predictor("eager").network)
     with pytest.raises(RuntimeError, match="CUDA graphs need the input on a CUDA device"):
-        runner(torch.zeros(1, 3, 32, 32))
+        runner(torch.zeros(1, 32, 32, 3, dtype=torch.uint8))

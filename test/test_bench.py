@@ -76,7 +76,7 @@ def test_cpu_run_writes_every_variant_and_field(tmp_path: Path, capsys: pytest.C
         assert (row["width"], row["height"], row["batch"]) == (64, 48, 1)
     assert rows[("stacked", "model")]["params"] == rows[("segm", "model")]["params"] + rows[("depth", "model")]["params"]
     assert rows[("stacked", "e2e")]["gmacs"] > rows[("hydranet", "e2e")]["gmacs"]
-    assert rows[("hydranet", "e2e")]["backend"] == "eager" and rows[("naive", "naive")]["precision"] == "fp32"
+    assert rows[("hydranet", "e2e")]["backend"] == "onnxruntime" and rows[("naive", "naive")]["precision"] == "fp32"
     meta = report["meta"]
     for key in ("device_name", "torch", "date", "precisions", "batches", "backend_requested", "backends_used",
                 "memory_method"):

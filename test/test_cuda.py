@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from hydranet_ros.inference.backends import copy_to_host, onnxruntime_providers
+from hydranet_ros.inference.backends import onnxruntime_providers
 from hydranet_ros.inference.predictor import OUTPUTS, Prediction, load_predictor
 from hydranet_ros.synthetic.camera import render_street_scene
 from hydranet_ros.tools.bench import main as bench_main
@@ -107,18 +107,40 @@ def test_compile_reduce_overhead_in_another_thread(frames, reference) -> None:
 
 def test_batch_matches_single_frames(frames) -> None:
     p = load_predictor(WEIGHTS, device="cuda", precision="fp16")
-    batch = copy_to_host(p.predict_batch(torch.from_numpy(np.stack(frames)), ("depth", "labels")))
+    batch = p.to_host(p.predict_batch(torch.from_numpy(np.stack(frames)), ("depth", "labels")))
     for i, frame in enumerate(frames):
         single = p.predict(frame, ("depth", "labels"))
         np.testing.assert_allclose(batch["depth"][i], single.depth, rtol=1e-2, atol=1e-2)
         assert (batch["labels"][i] == single.labels).mean() > 0.99
 
 
-def test_copy_to_host_arrays_stay_valid_after_later_copies() -> None:
-    first = {"a": torch.arange(1000, device="cuda", dtype=torch.float32)}
-    host = copy_to_host(first)
-    copy_to_host({"b": torch.full((1000,), -1.0, device="cuda")})  # may reuse freed pinned blocks
-    np.testing.assert_array_equal(host["a"], np.arange(1000, dtype=np.float32))
+def test_pinned_outputs_are_reused_only_once_released(frames) -> None:
+    """Arrays a caller keeps stay intact after later frames; released ones are reused
+    (no new pinned buffer per output per frame)."""
+    p = load_predictor(WEIGHTS, device="cuda", precision="fp32", backend="cudagraph")
+    kept = p.predict(frames[0], OUTPUTS)
+    copy = {name: getattr(kept, name).copy() for name in ("depth", "labels", "overlay")}
+    p.predict(frames[1], OUTPUTS)
+    for name, array in copy.items():
+        np.testing.assert_array_equal(getattr(kept, name), array)
+    del kept
+    p.predict(frames[1], OUTPUTS)
+    allocations = p.transfer.buffers.allocations
+    for frame in frames * 2:
+        p.predict(frame, OUTPUTS)  # each result dropped at once
+    assert p.transfer.buffers.allocations == allocations
+    assert p.transfer.buffers.get("frame", (1, HEIGHT, WIDTH, 3), torch.uint8).is_pinned()
+
+
+def test_bgr_frames_are_converted_on_the_gpu(frames, reference) -> None:
+    p = load_predictor(WEIGHTS, device="cuda", precision="fp32", backend="cudagraph")
+    assert_agrees(p.predict(frames[0][:, :, ::-1], OUTPUTS, channels="bgr"), reference[0], FP32_DEPTH, FP32_LABELS)
+    before = dict(p.transfer.counter)
+    p.predict(np.ascontiguousarray(frames[0][:, :, ::-1]), ("depth", "labels", "overlay"), channels="bgr")
+    moved = {kind: p.transfer.counter[kind] - before.get(kind, 0) for kind in p.transfer.counter}
+    frame = HEIGHT * WIDTH * 3
+    # one staging copy in, one upload, one copy back per output (depth float32, labels, overlay)
+    assert moved == {"host": frame, "to_device": frame, "to_host": HEIGHT * WIDTH * (4 + 1 + 3)}
 
 
 @pytest.mark.parametrize("backend, provider, precision, depth_tolerance, label_share", [

@@ -1,7 +1,10 @@
-"""Palettes, depth colour maps and overlay blending, as torch ops on any device.
+"""Channel orders, palettes, depth colour maps and overlay blending, as torch ops on any device.
 
 Colour maps are OpenCV's (turbo, jet, viridis ...), sampled once into a
 256-entry lookup table so that colouring is a single gather on the GPU.
+Camera frames arrive in several channel orders (BGR from most drivers and from
+OpenCV, RGBA, mono); the predictor uploads them as they are and ``to_rgb`` turns
+them into RGB on the device, so no host pass over the frame precedes the upload.
 """
 from __future__ import annotations
 
@@ -11,6 +14,22 @@ import numpy as np
 import torch
 
 COLORMAPS = ("turbo", "jet", "viridis", "inferno", "magma", "plasma", "bone", "gray")
+# channel order of an input frame -> its channel count (``mono`` may also come without a channel axis)
+CHANNEL_ORDERS = {"rgb": 3, "bgr": 3, "rgba": 4, "bgra": 4, "mono": 1}
+
+
+def to_rgb(images: torch.Tensor, channels: str) -> torch.Tensor:
+    """(..., H, W, C) uint8 in ``channels`` order -> (..., H, W, 3) RGB: a view for
+    rgb, rgba and mono; one gather for bgr and bgra."""
+    if channels == "rgb":
+        return images
+    if channels == "rgba":
+        return images[..., :3]
+    if channels in ("bgr", "bgra"):
+        return images[..., :3].flip(-1)
+    if channels == "mono":
+        return images.expand(*images.shape[:-1], 3)
+    raise ValueError(f"unknown channel order {channels!r}; choose one of {', '.join(CHANNEL_ORDERS)}")
 
 
 def colormap_lut(name: str) -> np.ndarray:

@@ -21,22 +21,14 @@ from torch import nn
 from .weights import CARD_KEY, ModelCard, WeightsError
 
 DEFAULT_OPSET = 17
-
-
 INPUT_NAME = "image"
-
-
 GRAPH_KEY = "hydranet_graph"
-
-
 GRAPH_DESCRIPTION = "input: normalised float32 (N,3,H,W); outputs: raw head outputs at stride 4"
 
 
 # Dynamic exports are traced at this (odd, non-multiple-of-32) size: any shape
 # arithmetic that was baked in as a constant shows up in the check at other sizes.
 TRACE_SIZE = (72, 104)  # height, width
-
-
 DEFAULT_TOLERANCE = 1e-4
 
 
@@ -107,7 +99,7 @@ def compare_with_torch(model: nn.Module, graph: bytes, sizes: Sequence[tuple[int
     """Run ``model`` (fp32, CPU) and the graph (onnxruntime, CPU) on the same random
     normalised input per (height, width); one row per size and output with the max
     absolute difference and the output's scale (max absolute value)."""
-    from .backends import OnnxRuntimeRunner
+    from .onnxruntime_runner import OnnxRuntimeRunner  # local: needs onnxruntime
 
     cpu_model = copy.deepcopy(model).float().cpu().eval()
     runner = OnnxRuntimeRunner(graph, torch.device("cpu"))
@@ -117,7 +109,7 @@ def compare_with_torch(model: nn.Module, graph: bytes, sizes: Sequence[tuple[int
         x = torch.randn(batch, 3, height, width, generator=generator)
         with torch.inference_mode():
             expected = cpu_model(x)
-        actual = runner(x)
+        actual = runner.run_normalised(x)
         for name, reference in expected.items():
             if actual[name].shape != reference.shape:
                 raise AssertionError(f"{name} at {width}x{height}: ONNX shape {tuple(actual[name].shape)} "

@@ -1,31 +1,36 @@
-"""The one place that turns an RGB image into depth, labels and overlays.
+"""The one place that turns a camera frame into depth, labels and overlays.
 
-The node, the replay tool and the benchmark all call ``Predictor``. Every step
-after the upload (normalise, model, upsample, argmax, palette, blend, depth
-colouring) runs on the model's device; each requested output is copied back once.
+The node, the replay tool and the benchmark all call ``Predictor``. The frame goes
+to the model's device as it is, in its own channel order (RGB, BGR, RGBA, BGRA or
+mono); every step after the upload (channel order, normalise, model, upsample,
+argmax, palette, blend, depth colouring) runs there, and each requested output is
+copied back once (``transfer.py``).
 
 How the network itself runs is the ``backend`` option (``backends.py``): eager
 PyTorch, torch.compile, CUDA graphs, ONNX Runtime or TensorRT, or ``auto`` (the
-default: CUDA graphs on a GPU, eager on the CPU); an unavailable one falls back,
-with a warning, and ``Predictor.backend`` names the one that actually runs.
-Fixed-shape backends compile or capture on the first frame of each size, so call
-``warmup(height, width)`` before the first real frame, in the thread that will
-run the frames (torch.compile keeps its CUDA graphs per thread).
+default: the fastest the device offers, CUDA graphs on a GPU, ONNX Runtime on the
+CPU); an unavailable one falls back, with a warning, and ``Predictor.backend`` names
+the one that actually runs. Fixed-shape backends compile or capture on the first
+frame of each size, so call ``warmup(height, width)`` before the first real frame,
+in the thread that will run the frames (torch.compile keeps its CUDA graphs per thread).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..model import HydraNet
-from .backends import OnnxSource, Runner, build_runner, copy_to_host
-from .colour import blend, colorize_depth, colormap_lut, palette_lut
+from .backends import build_runner
+from .colour import CHANNEL_ORDERS, blend, colorize_depth, colormap_lut, palette_lut, to_rgb
+from .frame_network import FrameNetwork, normalise  # noqa: F401 - re-exported: training normalises as the predictor does
+from .onnxruntime_runner import OnnxSource
+from .transfer import Transfer
 from .weights import ModelCard, load_weights
 
 log = logging.getLogger(__name__)
@@ -38,7 +43,11 @@ DEFAULT_OUTPUTS = ("depth", "labels", "overlay")
 
 @dataclass
 class Prediction:
-    """Outputs at the input resolution; those not requested are ``None``."""
+    """Outputs at the input resolution; those not requested are ``None``.
+
+    On CUDA the arrays are views of pinned buffers that the predictor reuses for a
+    later frame once they are released; keeping them (or views of them) is safe, it
+    only makes the next frame take new buffers."""
 
     depth: np.ndarray | None = None         # (H, W) float32, metres
     labels: np.ndarray | None = None        # (H, W) uint8 class ids
@@ -110,35 +119,32 @@ def apply_depth_activation(depth: torch.Tensor, activation: str) -> torch.Tensor
     raise ValueError(f"unknown depth activation {activation!r}")
 
 
-def normalise(images: torch.Tensor, mean: Sequence[float] | torch.Tensor,
-              std: Sequence[float] | torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) uint8 -> float32 ``(x / 255 - mean) / std``, the model's input.
-    Training calls this too, so it sees exactly what the predictor feeds the model."""
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected an (N, 3, H, W) image batch, got shape {tuple(images.shape)}")
-    m = torch.as_tensor(mean, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.as_tensor(std, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)
-    return (images.float() / 255.0 - m) / s
-
-
-def check_image(image: np.ndarray) -> None:
-    """Raise a ValueError unless ``image`` is a non-empty (H, W, 3) uint8 RGB array."""
+def check_image(image: np.ndarray, channels: str = "rgb") -> np.ndarray:
+    """``image`` as an (H, W, C) uint8 array for ``channels`` (a view), or a ValueError
+    that says what was expected."""
+    if channels not in CHANNEL_ORDERS:
+        raise ValueError(f"channels must be one of {', '.join(CHANNEL_ORDERS)}, got {channels!r}")
     if not isinstance(image, np.ndarray):
         raise ValueError(f"expected a numpy array, got {type(image).__name__}")
     if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 RGB image, got dtype {image.dtype}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+        raise ValueError(f"expected a uint8 image, got dtype {image.dtype}")
+    count = CHANNEL_ORDERS[channels]
+    if channels == "mono" and image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] != count:
+        layout = "(H, W) or (H, W, 1)" if channels == "mono" else f"(H, W, {count})"
+        raise ValueError(f"expected an {layout} {channels} image, got shape {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"expected a non-empty image, got shape {image.shape}")
+    return image
 
 
-def _host_tensor(array: np.ndarray) -> torch.Tensor:
-    """A tensor over ``array``; read-only arrays (decoded message buffers) are copied,
-    since torch may not share memory it cannot write."""
-    if not array.flags.writeable or not array.flags.c_contiguous:
-        array = np.array(array, order="C")
-    return torch.from_numpy(array)
+def _wanted(outputs: Iterable[str]) -> set[str]:
+    wanted = set(outputs)
+    unknown = wanted - set(OUTPUTS)
+    if unknown:
+        raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
+    return wanted
 
 
 class Predictor:
@@ -160,13 +166,12 @@ class Predictor:
         memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.module = None if model is None else \
             model.eval().to(device=self.device, dtype=self.dtype, memory_format=memory_format)
-        self._memory_format = memory_format
+        self.network = FrameNetwork(self.module, card.mean, card.std, self.dtype, memory_format, self.device)
         self.requested_backend = backend
-        self._runner: Runner = build_runner(backend, self.module, self.device, self.precision, onnx_model)
+        self._runner = build_runner(backend, self.network, self.device, self.precision, onnx_model)
         # on the device once, not uploaded with every frame
-        self._mean = torch.tensor(card.mean, dtype=torch.float32, device=self.device)
-        self._std = torch.tensor(card.std, dtype=torch.float32, device=self.device)
         self._palette = torch.from_numpy(palette_lut(card.palette)).to(self.device)
+        self.transfer = Transfer(self.device)
 
     def set_display(self, overlay_alpha: float = 0.5, depth_colormap: str = "turbo",
                     depth_range: tuple[float, float] | None = None) -> None:
@@ -190,26 +195,25 @@ class Predictor:
         """The backend that actually runs (after any fallback), for logs and reports."""
         return self._runner.name
 
-    def run_model(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Raw head outputs of the backend for a normalised tensor from ``normalise``.
-        With CUDA graphs they are buffers that the next call overwrites."""
-        return self._runner(x)
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, 3) uint8 on the device -> (N, 3, H, W) normalised, in the model's dtype."""
-        x = normalise(images.permute(0, 3, 1, 2), self._mean, self._std)
-        return x.to(dtype=self.dtype).contiguous(memory_format=self._memory_format)
+    def run_model(self, images: torch.Tensor, channels: str = "rgb") -> dict[str, torch.Tensor]:
+        """Raw head outputs of the backend for (N, H, W, C) uint8 frames on the device
+        (the backends take normalisation with them). With CUDA graphs they are buffers
+        that the next call overwrites."""
+        return self._runner(images, channels)
 
     @torch.inference_mode()
-    def predict_batch(self, images: torch.Tensor, outputs: Iterable[str] = DEFAULT_OUTPUTS) -> dict[str, torch.Tensor]:
-        """(N, H, W, 3) uint8 tensor -> requested outputs as device tensors at input resolution."""
-        wanted = set(outputs)
-        unknown = wanted - set(OUTPUTS)
-        if unknown:
-            raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
+    def predict_batch(self, images: torch.Tensor, outputs: Iterable[str] = DEFAULT_OUTPUTS,
+                      channels: str = "rgb") -> dict[str, torch.Tensor]:
+        """(N, H, W, C) uint8 tensor in ``channels`` order (``colour.CHANNEL_ORDERS``)
+        -> requested outputs as device tensors at input resolution."""
+        wanted = _wanted(outputs)
         images = images.to(self.device, non_blocking=True)
+        raw = self._runner(images, channels)
+        return self._postprocess(raw, images, channels, wanted)
+
+    def _postprocess(self, raw: dict[str, torch.Tensor], images: torch.Tensor, channels: str,
+                     wanted: set[str]) -> dict[str, torch.Tensor]:
         size = images.shape[1:3]
-        raw = self._runner(self.normalise(images))
         result: dict[str, torch.Tensor] = {}
         if wanted & {"depth", "depth_colour"}:
             depth = F.interpolate(raw["depth"].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
@@ -227,21 +231,35 @@ class Predictor:
             if "segm_colour" in wanted:
                 result["segm_colour"] = colours
             if "overlay" in wanted:
-                result["overlay"] = blend(images, colours, self.overlay_alpha)
+                result["overlay"] = blend(to_rgb(images, channels), colours, self.overlay_alpha)
         return result
 
-    def predict(self, image: np.ndarray, outputs: Iterable[str] = DEFAULT_OUTPUTS) -> Prediction:
-        """One uint8 (H, W, 3) RGB image -> ``Prediction`` with the requested outputs."""
-        check_image(image)
-        tensors = self.predict_batch(_host_tensor(image)[None], outputs)
-        return Prediction(**copy_to_host({name: t[0] for name, t in tensors.items()}))
+    @torch.inference_mode()
+    def predict(self, image: np.ndarray, outputs: Iterable[str] = DEFAULT_OUTPUTS, channels: str = "rgb") -> Prediction:
+        """One uint8 frame -> ``Prediction`` with the requested outputs. ``channels`` is
+        the frame's channel order: ``rgb`` (H, W, 3), ``bgr`` (what OpenCV and most
+        cameras give), ``rgba``/``bgra`` (H, W, 4) or ``mono`` (H, W); the conversion
+        to RGB happens on the device, after the upload."""
+        image = check_image(image, channels)
+        wanted = _wanted(outputs)
+        shape = (1, *image.shape)
+        # a backend with its own input buffer (a CUDA graph) gets the frame uploaded straight into it
+        images = self.transfer.upload(image, self._runner.input_buffer(shape, channels, self.device))
+        tensors = self._postprocess(self._runner(images, channels), images, channels, wanted)
+        return Prediction(**self.transfer.download({name: t[0] for name, t in tensors.items()}))
 
-    def warmup(self, height: int = 480, width: int = 640, iterations: int = 2) -> None:
+    def to_host(self, tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Device tensors (e.g. from ``predict_batch``) -> numpy arrays, through the same
+        reused buffers as ``predict``."""
+        return self.transfer.download(tensors)
+
+    def warmup(self, height: int = 480, width: int = 640, iterations: int = 2, channels: str = "rgb") -> None:
         """Run dummy frames so that lazy initialisation (cuDNN autotuning, allocator, and for
-        the compile and cudagraph backends compilation or capture of this size) happens now."""
-        dummy = np.zeros((height, width, 3), dtype=np.uint8)
+        the compile and cudagraph backends compilation or capture of this size) happens now.
+        Give the channel order the camera sends: CUDA graphs are captured per order."""
+        dummy = np.zeros((height, width, CHANNEL_ORDERS[channels]), dtype=np.uint8)
         for _ in range(iterations):
-            self.predict(dummy, OUTPUTS)
+            self.predict(dummy, OUTPUTS, channels)
 
 
 def load_predictor(path: str | Path, device: str = "auto", precision: str = "fp32", **options) -> Predictor:

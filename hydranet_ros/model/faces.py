@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .backbones import build_encoder
-from .config_checks import ConfigError, check_choice, check_fields, check_int, check_number
+from .config_checks import ConfigError, check_fields, check_int, check_number
 
 FACE_BACKBONES = ("resnet18", "resnet34", "resnet50")
 FACE_HEADS = ("age", "gender", "race")
@@ -37,7 +37,9 @@ class FaceModelConfig:
 
     def __post_init__(self) -> None:
         check_int("race_classes", self.race_classes, 2)
-        check_choice("backbone", self.backbone, FACE_BACKBONES)
+        if self.backbone not in FACE_BACKBONES:
+            raise ConfigError(f"model config field 'backbone': face models use a ResNet backbone "
+                              f"({', '.join(FACE_BACKBONES)}), got {self.backbone!r}")
         check_int("head_width", self.head_width, 1)
         size = self.image_size
         if not isinstance(size, (tuple, list)) or len(size) != 2:

@@ -42,7 +42,7 @@ from torch import nn
 
 from ..common.sizes import parse_size
 from ..common.timing import stage_stats
-from ..inference.backends import BACKENDS, copy_to_host
+from ..inference.backends import BACKENDS
 from ..inference.colour import palette_lut
 from ..inference.predictor import PRECISIONS, Predictor, apply_depth_activation, resolve_device, resolve_precision
 from ..inference.weights import ModelCard, WeightsError, load_weights
@@ -266,10 +266,9 @@ def bench_variant(variant: str, model: HydraNet, card: ModelCard, images: np.nda
     else:
         predictors = [(Predictor(copy.deepcopy(net), card, device=device, precision=precision,
                                  backend=settings.backend), TASK_OUTPUTS[task]) for net, task in zip(nets, tasks)]
-        with torch.inference_mode():
-            normalised = predictors[0][0].normalise(torch.from_numpy(images).to(device))
+        frames = torch.from_numpy(images).to(device)
         calls = {
-            "model": lambda: [p.run_model(normalised) for p, _ in predictors],
+            "model": lambda: [p.run_model(frames) for p, _ in predictors],
             "e2e": lambda: [end_to_end(p, images, outputs) for p, outputs in predictors],
         }
         calls = {mode: calls[mode] for mode in settings.modes}
@@ -292,7 +291,7 @@ def end_to_end(predictor: Predictor, images: np.ndarray, outputs: Sequence[str])
     """What the node does per frame: uint8 image(s) in, host arrays out."""
     if images.shape[0] == 1:
         return vars(predictor.predict(images[0], outputs))
-    return copy_to_host(predictor.predict_batch(torch.from_numpy(images), outputs))
+    return predictor.to_host(predictor.predict_batch(torch.from_numpy(images), outputs))
 
 
 def random_model(num_classes: int = len(KITTI6.class_names)) -> tuple[HydraNet, ModelCard]:

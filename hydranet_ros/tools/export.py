@@ -35,17 +35,6 @@ from ..inference.weights import WeightsError, load_weights
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
-
-
-
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hydranet_export", description=__doc__.split("\n\n")[0],
@@ -100,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write(output, lambda tmp: tmp.write_bytes(graph))
     print(f"wrote {output} ({len(graph) / 2**20:.1f} MiB, opset {args.opset}, {axes})")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
