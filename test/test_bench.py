@@ -12,19 +12,16 @@ import torch
 from conftest import make_card, make_model
 from torch import nn
 
+from hydranet_ros.inference import backends
 from hydranet_ros.inference.predictor import Predictor
-from hydranet_ros.tools.bench import (
-    MODES,
-    NaivePipeline,
-    Result,
-    _strip_options,
-    count_macs,
-    count_params,
-    format_scaling,
-    main,
-    scaling,
-    single_task,
-)
+from hydranet_ros.tools.bench import main
+from hydranet_ros.tools.bench.backend_choice import compare_backends, faster_than, format_comparison
+from hydranet_ros.tools.bench.cli import _strip_options
+from hydranet_ros.tools.bench.host_copies import measure_host_copies
+from hydranet_ros.tools.bench.measure import count_macs, count_params
+from hydranet_ros.tools.bench.report import format_scaling, scaling
+from hydranet_ros.tools.bench.run import MODES, Result
+from hydranet_ros.tools.bench.variants import NaivePipeline, single_task
 
 
 def test_macs_of_a_hand_computed_conv_and_linear() -> None:
@@ -76,7 +73,8 @@ def test_cpu_run_writes_every_variant_and_field(tmp_path: Path, capsys: pytest.C
         assert (row["width"], row["height"], row["batch"]) == (64, 48, 1)
     assert rows[("stacked", "model")]["params"] == rows[("segm", "model")]["params"] + rows[("depth", "model")]["params"]
     assert rows[("stacked", "e2e")]["gmacs"] > rows[("hydranet", "e2e")]["gmacs"]
-    assert rows[("hydranet", "e2e")]["backend"] == "onnxruntime" and rows[("naive", "naive")]["precision"] == "fp32"
+    auto_cpu = "onnxruntime" if backends.onnxruntime_providers() is not None else "compile"
+    assert rows[("hydranet", "e2e")]["backend"] == auto_cpu and rows[("naive", "naive")]["precision"] == "fp32"
     meta = report["meta"]
     for key in ("device_name", "torch", "date", "precisions", "batches", "backend_requested", "backends_used",
                 "memory_method"):
@@ -100,10 +98,11 @@ def test_pixel_scaling_is_per_megapixel_and_relative_to_the_largest_frame() -> N
         _run(1000, 500, 1, 99.0, mode="e2e"),  # e2e at one resolution only: nothing to compare
     ])
     assert rows == [
-        {"kind": "pixels", "precision": "fp32", "mode": "model", "batch": 1, "resolution": "1000x500",
-         "mpix": 0.5, "ms_per_frame": 10.0, "us_per_mpix": 20000.0, "relative": pytest.approx(1.6)},
-        {"kind": "pixels", "precision": "fp32", "mode": "model", "batch": 1, "resolution": "2000x1000",
-         "mpix": 2.0, "ms_per_frame": 25.0, "us_per_mpix": 12500.0, "relative": 1.0},
+        {"kind": "pixels", "precision": "fp32", "mode": "model", "backend": "eager", "batch": 1,
+         "resolution": "1000x500", "mpix": 0.5, "ms_per_frame": 10.0, "us_per_mpix": 20000.0,
+         "relative": pytest.approx(1.6)},
+        {"kind": "pixels", "precision": "fp32", "mode": "model", "backend": "eager", "batch": 1,
+         "resolution": "2000x1000", "mpix": 2.0, "ms_per_frame": 25.0, "us_per_mpix": 12500.0, "relative": 1.0},
     ]
     assert "1000x500" in format_scaling(rows) and "batch size" not in format_scaling(rows)
 
@@ -114,8 +113,8 @@ def test_batch_scaling_is_relative_to_the_smallest_batch() -> None:
     assert [row["kind"] for row in rows] == ["batch"] * 3
     assert [(row["batch"], row["fps"], row["speedup"], row["efficiency"]) for row in rows] == [
         (1, 100.0, 1.0, 1.0), (2, 160.0, pytest.approx(1.6), pytest.approx(0.8)), (4, 200.0, 2.0, 0.5)]
-    assert rows[0] == {"kind": "batch", "precision": "fp32", "mode": "model", "resolution": "1000x500", "batch": 1,
-                       "fps": 100.0, "speedup": 1.0, "efficiency": 1.0}
+    assert rows[0] == {"kind": "batch", "precision": "fp32", "mode": "model", "backend": "eager",
+                       "resolution": "1000x500", "batch": 1, "fps": 100.0, "speedup": 1.0, "efficiency": 1.0}
 
 
 def test_one_measurement_has_no_scaling() -> None:
@@ -137,7 +136,7 @@ def test_cpu_run_reports_pixel_and_batch_scaling(tmp_path: Path, capsys: pytest.
     assert [(r["batch"], r["resolution"]) for r in rows if r["kind"] == "batch"] == by_resolution
     for row in rows:
         assert (row["precision"], row["mode"]) == ("fp32", "model")
-        numbers = [value for key, value in row.items() if key not in ("kind", "precision", "mode", "resolution")]
+        numbers = [value for key, value in row.items() if key not in ("kind", "precision", "mode", "backend", "resolution")]
         assert all(math.isfinite(value) and value > 0 for value in numbers)
     assert all(r["relative"] == 1.0 for r in rows if r.get("resolution") == "96x64" and r["kind"] == "pixels")
     assert all(r["speedup"] == r["efficiency"] == 1.0 for r in rows if r["kind"] == "batch" and r["batch"] == 1)
@@ -161,3 +160,59 @@ def test_isolated_children_get_the_common_flags() -> None:
             "--chart=c.png", "--resolution", "64x48"]
     assert _strip_options(argv, ("--variants", "--json", "--chart"), ("--isolate", "--no-isolate", "--quiet")) == \
         ["--device", "cpu", "--iters=3", "--resolution", "64x48"]
+
+
+def test_macs_are_torch_flop_counts_halved_and_match_the_hand_count_on_hydranet() -> None:
+    """FlopCounterMode counts 2 FLOPs per multiply-accumulate of every convolution; the
+    HydraNet at 640x480 has 4.436 GMAC, as the hand-written counter this replaced found."""
+    assert count_macs(make_model(make_card()), (1, 3, 480, 640)) == 4_436_236_800
+
+
+def test_backends_side_by_side_in_one_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["--device", "cpu", "--resolution", "64x48", "--backend", "eager", "--backend", "onnxruntime",
+                 "--variants", "hydranet", "stacked", "--modes", "e2e", "--iters", "2", "--warmup", "1",
+                 "--threads", "1", "--no-isolate", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    ran = {(r["variant"], r["backend"]) for r in report["results"]}
+    installed = backends.onnxruntime_providers() is not None
+    assert ran == {(v, b) for v in ("hydranet", "stacked") for b in ("eager", "onnxruntime" if installed else "eager")}
+    assert {c["backend"] for c in report["comparisons"]} == {b for _, b in ran}
+    assert report["meta"]["backend_requested"] == ["eager", "onnxruntime"]
+
+
+def test_faster_than_applies_the_margin() -> None:
+    medians = {"eager": 0.100, "compile": 0.030, "onnxruntime": 0.033}
+    assert faster_than(medians, "onnxruntime", 1.25) == []          # 10 % slower than compile: within the margin
+    assert faster_than(medians, "eager", 1.25) == ["compile", "onnxruntime"]
+    assert faster_than({"eager": 0.1}, "onnxruntime", 1.25) == ["eager"]  # auto's pick not measured: not vindicated
+
+
+def test_auto_on_the_cpu_picks_no_backend_the_benchmark_finds_slower() -> None:
+    """The choice of ``auto`` is measured, not assumed: on a CI-sized frame every
+    installed CPU backend runs the node's per-frame job side by side, and auto's pick
+    must not be slower than any of them by more than the margin (medians of
+    interleaved rounds, so a busy shared machine slows all of them alike). A wrong
+    order in backends.AUTO, or a slow path becoming the default, fails here."""
+    card = make_card()
+    frame = np.random.default_rng(5).integers(0, 256, size=(75, 101, 3), dtype=np.uint8)  # test_backends' size
+    comparison = compare_backends(make_model(card, seed=5), card, torch.device("cpu"), frame, rounds=5,
+                                  min_run_time=0.2, warmup=2)
+    measured = [row["backend"] for row in comparison["rows"] if row["median_ms"] is not None]
+    assert "eager" in measured and comparison["auto"] in measured, format_comparison(comparison)
+    assert comparison["faster_than_auto"] == [], format_comparison(comparison)
+
+
+def test_host_copies_before_and_after_on_the_cpu(capsys: pytest.CaptureFixture) -> None:
+    """On the CPU there is no bus: before, the decoder's BGR->RGB pass and two message
+    copies per output; after, one message copy per output and nothing else."""
+    card = make_card()
+    p = Predictor(make_model(card), card, device="cpu", backend="eager")
+    frame = np.random.default_rng(0).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+    measured = measure_host_copies(p, frame)
+    pixels = 48 * 64
+    outputs = pixels * (4 + 1 + 3)  # depth float32, labels, overlay RGB
+    assert measured["before"] == {"host": pixels * 3 + 2 * outputs, "to_device": 0, "to_host": 0,
+                                  "pinned_allocations": 0}
+    assert measured["after"] == {"host": outputs, "to_device": 0, "to_host": 0, "pinned_allocations": 0}
+    assert main(["--device", "cpu", "--host-copies", "--resolution", "64x48", "--backend", "eager", "--quiet"]) == 0
