@@ -167,10 +167,10 @@ def test_metrics_count_age_error_gender_and_race_per_class() -> None:
 
 
 def test_missing_imagenet_weights_fall_back_to_scratch_or_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def offline(name: str, pretrained_weights: str | None = None) -> None:
+    def offline(backbone: str) -> None:
         raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
 
-    monkeypatch.setattr(model_init, "build_encoder", offline)
+    monkeypatch.setattr(model_init, "torchvision_imagenet", offline)
     make_faces(tmp_path, 10)
     config = load_config(RECIPE, [f"data.root={tmp_path}", "face.head_width=8"])
     train_set, _ = FA.build_datasets(config)

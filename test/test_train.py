@@ -137,6 +137,8 @@ def test_resumed_run_ends_with_identical_weights(tmp_path: Path, monkeypatch: py
     for key, tensor in straight["model"].items():
         assert torch.equal(tensor, resumed["model"][key]), key
     assert torch.equal(straight["balancer"]["log_vars"], resumed["balancer"]["log_vars"])
+    # the history too: a resumed epoch's training loss averages all its steps, not only those after the resume
+    assert resumed["progress"]["history"] == straight["progress"]["history"]
     exported = [load_weights(tmp_path / f"{n}.safetensors")[0].state_dict() for n in ("straight", "broken")]
     assert all(torch.equal(exported[0][k], exported[1][k]) for k in exported[0])
 
@@ -196,16 +198,18 @@ def test_init_from_a_weights_file_reinitialises_only_a_head_of_another_class_cou
 
 
 def test_missing_imagenet_weights_fall_back_to_scratch_or_stop(monkeypatch: pytest.MonkeyPatch) -> None:
-    def offline(name: str, pretrained_weights: str | None = None) -> None:
+    def offline(backbone: str) -> None:
         raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
 
-    monkeypatch.setattr(model_init, "build_encoder", offline)
-    with pytest.warns(RuntimeWarning, match=r"resnet18 \(resnet18-.*\.pth\) are not in the torch hub cache"):
-        assert model_init.imagenet_encoder("resnet18", "scratch") is None
+    monkeypatch.setattr(model_init, "torchvision_imagenet", offline)
+    config = load_config(None, ["init.imagenet=true", "model.decoder_width=16"])
+    six_classes = SyntheticStreetDataset(1, 64, 32)
+    with pytest.warns(RuntimeWarning, match=r"mobilenet_v2 \(mobilenet_v2-.*\.pth\) are not in the torch hub "
+                                            r"cache .* set model.encoder_weights to its path"):
+        assert DS.build_model(config, six_classes)[1] == "scratch"
+    stop = load_config(None, ["init.imagenet=true", "init.on_missing_weights=stop"])
     with pytest.raises(T.TrainingError, match="on_missing_weights: scratch"):
-        model_init.imagenet_encoder("resnet18", "stop")
-    with pytest.warns(RuntimeWarning, match="use model.backbone: tv_mobilenet_v2"):
-        assert model_init.imagenet_encoder("mobilenet_v2", "scratch") is None
+        DS.build_model(stop, six_classes)
 
 
 # -- recipe and command line -------------------------------------------------------------
@@ -315,6 +319,15 @@ def test_wrong_or_empty_data_path_stops_with_the_path_named(tmp_path: Path, caps
     assert str(tmp_path / "empty") in err and "Traceback" not in err
 
 
+def test_a_dataset_missing_a_required_option_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\ndevice: cpu\ndata: {kind: synthetic, options: {width: 64}}\n")
+    assert T.main(["--config", str(recipe), "--run-dir", str(tmp_path / "run")]) == T.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "dataset kind 'synthetic' needs option(s) num_samples, height (data.options" in err
+    assert "Traceback" not in err
+
+
 def test_recipe_path_trains_on_augmented_synthetic_data(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The real build_datasets: synthetic splits with disjoint seeds, train_transforms."""
     recipe = {**TINY_RECIPE, "name": "synth", "schedule": {"epochs": 1},
@@ -353,3 +366,35 @@ def test_all_samples_unusable_stops_with_a_message(tmp_path: Path, capsys: pytes
     assert code == T.EXIT_ERROR
     err = capsys.readouterr().err
     assert "every sample under" in err and "f2.png" in err and "Traceback" not in err
+
+
+@pytest.mark.filterwarnings("ignore:skipping unusable sample")
+def test_an_empty_image_is_skipped_and_a_resume_passes_it_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """A 0-byte image (issue 16): skipped like any unreadable file, in the first run and
+    again after --resume, which meets it at the same place in the seeded order."""
+    import cv2
+    import numpy as np
+
+    split = tmp_path / "data" / "train"
+    for folder in ("images", "labels"):
+        (split / folder).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(8):  # 4 steps an epoch at batch 2, so epoch 2 meets every file
+        cv2.imwrite(str(split / "labels" / f"f{i}.png"), rng.integers(0, 6, (32, 64), dtype=np.uint8))
+        cv2.imwrite(str(split / "images" / f"f{i}.png"), rng.integers(0, 255, (32, 64, 3), dtype=np.uint8))
+    (split / "images" / "f5.png").write_bytes(b"")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY_RECIPE, "name": "r", "checkpoint": {"every_steps": 1}, "data": {
+        "kind": "folder", "val_split": None, "batch_size": 2, "transform": {"size": [32, 64]}}}))
+    args = ["--config", str(recipe), "--data", str(tmp_path / "data"), "--run-dir", str(tmp_path / "run"),
+            "--output", str(tmp_path / "r.safetensors")]
+    interrupt_at(monkeypatch, 3, kill)  # dies in epoch 1; the checkpoint holds step 2
+    with pytest.raises(Killed):
+        T.main(args)
+    monkeypatch.undo()
+    assert T.main(["--resume", str(tmp_path / "run")]) == 0
+    card = read_card(tmp_path / "r.safetensors")
+    assert card.provenance["dataset"]["skipped_samples"]["train"] == 1
+    assert "Traceback" not in capsys.readouterr().err
+

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import pytest
 
-import hydranet_ros.training.train as T
+import hydranet_ros.training.loop as L
 
 
 class Killed(BaseException):
@@ -16,7 +16,7 @@ class Killed(BaseException):
 
 def interrupt_at(monkeypatch: pytest.MonkeyPatch, call: int, action: Callable[[], None]) -> None:
     """Make the ``call``-th train step (1-based) run ``action`` (before a kill, after a SIGINT)."""
-    real, count = T.train_step, {"n": 0}
+    real, count = L.train_step, {"n": 0}
 
     def step(*args: Any, **kwargs: Any) -> dict[str, float]:
         count["n"] += 1
@@ -27,7 +27,7 @@ def interrupt_at(monkeypatch: pytest.MonkeyPatch, call: int, action: Callable[[]
             action()
         return values
 
-    monkeypatch.setattr(T, "train_step", step)
+    monkeypatch.setattr(L, "train_step", step)
 
 
 def kill() -> None:

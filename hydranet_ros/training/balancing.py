@@ -42,6 +42,12 @@ class Balancer(nn.Module):
     def end_epoch(self) -> None:
         """Called once after every training epoch."""
 
+    def accumulators(self) -> list[torch.Tensor]:
+        """Buffers that sum over the epoch's steps: with several processes, these are summed
+        over the processes (before ``end_epoch`` and before a checkpoint), so that every
+        process ends the epoch with the same state."""
+        return []
+
     def weights(self) -> dict[str, float]:
         """For logging: the current weight of each task."""
         return {t: float(w) for t, w in zip(self.tasks, self.task_weights().detach().cpu())}
@@ -105,6 +111,9 @@ class DynamicWeightAverage(Balancer):
                     self.loss_sum[i] += float(losses[task].detach())
                     self.loss_count[i] += 1
         return super().forward(losses, present)
+
+    def accumulators(self) -> list[torch.Tensor]:
+        return [self.loss_sum, self.loss_count]
 
     def end_epoch(self) -> None:
         mean = torch.where(self.loss_count > 0, self.loss_sum / self.loss_count.clamp_min(1),

@@ -57,6 +57,23 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
 
 
+def _misfit(expected: Mapping[str, torch.Tensor], saved: Mapping[str, Any]) -> str:
+    """One line on how ``saved`` differs from ``expected`` ("" if it fits)."""
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    shapes = [k for k in expected if k in saved and tuple(saved[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} tensors differ in shape, e.g. {k} (checkpoint {list(saved[k].shape)}, "
+                     f"model {list(expected[k].shape)})")
+    if missing:
+        parts.append(f"{len(missing)} tensors missing, e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} tensors the model does not have, e.g. {unexpected[0]}")
+    return "; ".join(parts)
+
+
 def _as_tuple(value: Any) -> Any:
     # random.setstate needs tuples all the way down
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
@@ -85,11 +102,22 @@ def seeded_rng(seed: int) -> Iterator[None]:
 
 # -- reproducible data order -----------------------------------------------------------
 class EpochSampler(Sampler):
-    """Yields ``(epoch, index)`` keys: a permutation seeded from (seed, epoch),
-    optionally starting ``skip`` samples in (a mid-epoch resume)."""
+    """Yields ``(epoch, index)`` keys: this process's share of an epoch whose order is a
+    permutation seeded from (seed, epoch), starting ``skip`` samples into that order.
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+    Shared out as ``DistributedSampler`` does: process r of W takes positions r, r + W,
+    r + 2W ... of the order, padded with its first samples to a multiple of W. After k steps
+    of B samples on every process the positions used are exactly the first k * B * W, a prefix
+    of the order; so a mid-epoch position is one number of samples, whatever the number of
+    processes, and a run resumes on another world size by sharing out the rest of the order.
+    With W = 1 this is the single-process order with its mid-epoch resume.
+    """
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
         self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -101,11 +129,21 @@ class EpochSampler(Sampler):
         generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
         return torch.randperm(self.size, generator=generator).tolist()
 
+    def indices(self) -> list[int]:
+        """The sample indices this process takes, in order."""
+        order = self.order()
+        rest = order[self.skip:]
+        pad = -len(rest) % self.world_size
+        while pad > 0:  # repeats the epoch's first samples, as DistributedSampler does
+            rest += order[:pad]
+            pad -= min(pad, len(order))
+        return rest[self.rank::self.world_size]
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter([(self.epoch, i) for i in self.order()[self.skip:]])
+        return iter([(self.epoch, i) for i in self.indices()])
 
     def __len__(self) -> int:
-        return max(self.size - self.skip, 0)
+        return -(-max(self.size - self.skip, 0) // self.world_size)
 
 
 class SeededSamples(Dataset):
@@ -178,12 +216,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def restore_checkpoint(state: Mapping[str, Any], *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                        scheduler: Any, scaler: Any, balancer: torch.nn.Module) -> dict[str, Any]:
     """Load every component's state and the RNGs; returns the saved progress."""
+    misfit = _misfit(model.state_dict(), state["model"])
+    if misfit:
+        raise CheckpointError(f"the checkpoint does not fit the recipe's model: {misfit} (was model.* or the "
+                              "dataset's classes changed since it was written?)")
     try:
         model.load_state_dict(state["model"])
         balancer.load_state_dict(state["balancer"])
         optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"checkpoint does not fit this model/optimiser ({exc})") from None
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"the checkpoint does not fit this run's task balancing or optimiser ({first}); "
+                              "was balancing.kind or optim.kind changed since it was written?") from None
     scheduler.load_state_dict(state["scheduler"])
     if state["scaler"]:  # empty when the run was on the CPU, where AMP is off
         scaler.load_state_dict(state["scaler"])

@@ -50,6 +50,13 @@ def _construct(cls: type, kind: str, args: tuple[Any, ...], transform: Transform
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for dataset kind {kind!r}; "
                          f"accepted: {', '.join(accepted)}")
+    required = [name for name, p in inspect.signature(cls).parameters.items()
+                if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and name not in ("root", "split", "transform")]
+    missing = [name for name in required if name not in options]
+    if missing:
+        raise ValueError(f"dataset kind {kind!r} needs option(s) {', '.join(missing)} "
+                         "(data.options, data.train_options or data.val_options)")
     return cls(*args, transform=transform, **options)
 
 

@@ -45,9 +45,11 @@ class TrainingTask(Protocol):
         ...
 
     def evaluate(self, model: nn.Module, card: ModelCard, dataset: Any, config: Config, device: torch.device,
-                 sample_images: int = 0) -> tuple[dict[str, Any], Sequence[torch.Tensor]]:
+                 sample_images: int = 0, dist: Any = None) -> tuple[dict[str, Any], Sequence[torch.Tensor]]:
         """Validation metrics (nested ``per_class_<metric>`` dicts allowed) and up to
-        ``sample_images`` (H, W, 3) uint8 panels for TensorBoard; leaves the model in train mode."""
+        ``sample_images`` (H, W, 3) uint8 panels for TensorBoard; leaves the model in train mode.
+        ``dist`` (a ``training.distributed.Distributed``): evaluate this process's
+        ``dist.shard(dataset)`` and return ``dist.sum_metrics``'s totals, the whole set's metrics."""
 
 
 def load_task(name: str) -> TrainingTask:

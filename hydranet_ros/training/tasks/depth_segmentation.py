@@ -14,6 +14,7 @@ from ...inference.weights import DEPTH_SEGMENTATION, ModelCard
 from ...model import HydraNet, ModelConfig
 from ...offline.metrics import DepthMetrics, SegmentationMetrics
 from ..config import Config
+from ..distributed import SINGLE, Distributed
 from ..losses import DepthTask, SegmentationTask, TaskLoss
 from .datasets import build_recipe_datasets
 from .model_init import init_model
@@ -54,10 +55,11 @@ def make_card(config: Config, model: HydraNet, dataset: Any, provenance: Mapping
 
 
 def evaluate(model: HydraNet, card: ModelCard, dataset: Any, config: Config, device: torch.device,
-             sample_images: int = 0) -> tuple[dict[str, Any], list[torch.Tensor]]:
+             sample_images: int = 0, dist: Distributed = SINGLE) -> tuple[dict[str, Any], list[torch.Tensor]]:
     """Metrics through the ``Predictor`` (the deployed path: upsample, abs, argmax),
     and up to ``sample_images`` (H*5, W, 3) uint8 panels: image, labels, predicted
-    labels, depth, predicted depth."""
+    labels, depth, predicted depth. With several processes each evaluates its share and
+    the confusion matrix and depth sums are added up: the metrics of the whole set."""
     data = config["data"]
     lo, hi = data["depth_range"]
     predictor = Predictor(model, card, device=device)
@@ -66,7 +68,7 @@ def evaluate(model: HydraNet, card: ModelCard, dataset: Any, config: Config, dev
     palette = torch.from_numpy(palette_lut(card.palette))
     depth_lut = torch.from_numpy(colormap_lut(predictor.depth_colormap))
     panels: list[torch.Tensor] = []
-    loader = DataLoader(dataset, batch_size=data["val_batch_size"], num_workers=data["num_workers"],
+    loader = DataLoader(dist.shard(dataset), batch_size=data["val_batch_size"], num_workers=data["num_workers"],
                         generator=torch.Generator().manual_seed(0))
     wanted = ("depth", "labels") + (("segm_colour", "depth_colour") if sample_images else ())
     for batch in loader:
@@ -83,4 +85,5 @@ def evaluate(model: HydraNet, card: ModelCard, dataset: Any, config: Config, dev
                 panels.append(torch.cat([images[i], gt_labels, out["segm_colour"][i], gt_depth,
                                          out["depth_colour"][i]], dim=0))
     model.train()
+    dist.sum_metrics(segm, depth)
     return {**segm.compute(), **depth.compute()}, panels

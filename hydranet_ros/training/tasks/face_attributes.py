@@ -13,6 +13,7 @@ from ...inference.weights import FACE_ATTRIBUTES, ModelCard
 from ...model import FACE_BACKBONES, FaceHydraNet, FaceModelConfig
 from ...offline.metrics import FaceAttributeMetrics
 from ..config import Config
+from ..distributed import SINGLE, Distributed
 from ..losses import PerImageTask, TaskLoss
 from ..tasks import TrainingError
 from .datasets import JointDataset, build_recipe_datasets
@@ -52,16 +53,18 @@ def make_card(config: Config, model: FaceHydraNet, dataset: Any, provenance: Map
 
 
 def evaluate(model: FaceHydraNet, card: ModelCard, dataset: Any, config: Config, device: torch.device,
-             sample_images: int = 0) -> tuple[dict[str, Any], list[torch.Tensor]]:
-    """Metrics through the ``FacePredictor`` (what hydranet_faces reports). No image
-    panels: the scalars are the whole result (``sample_images`` is not used)."""
+             sample_images: int = 0, dist: Distributed = SINGLE) -> tuple[dict[str, Any], list[torch.Tensor]]:
+    """Metrics through the ``FacePredictor`` (what hydranet_faces reports), summed over the
+    processes' shares of ``dataset``. No image panels: the scalars are the whole result
+    (``sample_images`` is not used)."""
     predictor = FacePredictor(model, card, device=device)
     metrics = FaceAttributeMetrics(card.class_names)
-    loader = DataLoader(dataset, batch_size=config["data"]["val_batch_size"],
+    loader = DataLoader(dist.shard(dataset), batch_size=config["data"]["val_batch_size"],
                         num_workers=config["data"]["num_workers"])
     for batch in loader:
         out = {k: v.cpu() for k, v in predictor.predict_batch(batch["image"]).items()}
         metrics.update(out["age"], (out["female_probability"] >= 0.5).long(), out["race_probabilities"].argmax(1),
                        batch["age"], batch["gender"].long(), batch["race"])
     model.train()
+    dist.sum_metrics(metrics)
     return metrics.compute(), []

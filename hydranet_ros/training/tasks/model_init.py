@@ -1,9 +1,11 @@
 """Where a model's starting weights come from, for any task (the recipe's ``init``
-section): a weights file or a reference checkpoint whose tensors fit, else a
-torchvision ImageNet encoder when asked for, else random ("scratch")."""
+section and ``model.encoder_weights``): a weights file or a reference checkpoint whose
+tensors fit, else an encoder file (``encoder_files``: a local file, or torchvision's
+ImageNet download when ``init.imagenet`` asks for it), else random ("scratch")."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Callable, Mapping, TypeVar
 
 import torch
@@ -14,6 +16,7 @@ from ...model import build_encoder
 from ...model.reference_checkpoint import convert_reference_state_dict, load_reference_state_dict
 from ..config import Config
 from ..tasks import PROG, TrainingError
+from .encoder_files import imagenet_file, load_into, read_encoder_file, torchvision_imagenet
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -22,7 +25,7 @@ def init_model(config: Config, build: Callable[[nn.Module | None], M], task: str
     """``build(encoder)`` makes the task's model (``None``: with a random encoder of
     its own); returns it initialised as ``config["init"]`` says, and a one-line
     description of that for the model card."""
-    init, backbone = config["init"], config["model"]["backbone"]
+    init = config["init"]
     source: str | None = None
     if init["reference_checkpoint"]:
         if task != DEPTH_SEGMENTATION:
@@ -39,33 +42,46 @@ def init_model(config: Config, build: Callable[[nn.Module | None], M], task: str
         note = f"; re-initialised {', '.join(sorted({k.rsplit('.', 1)[0] for k in fresh}))}" if fresh else ""
         print(f"{PROG}: initialised from {source}{note}")
         return model, f"{source}{note}"
-    encoder = imagenet_encoder(backbone, init["on_missing_weights"]) if init["imagenet"] else None
-    description = f"ImageNet {backbone} encoder (torchvision)" if encoder is not None else "scratch"
+    encoder, description = initial_encoder(config)
     return build(encoder), description
 
 
-def imagenet_encoder(backbone: str, on_missing: str) -> nn.Module | None:
-    """The torchvision ImageNet encoder, or None (scratch) with a message saying what is missing."""
-    if backbone == "mobilenet_v2":
-        problem = ("backbone mobilenet_v2 (the reference encoder) has no ImageNet weights in torchvision; "
-                   "use model.backbone: tv_mobilenet_v2 for an ImageNet start")
-    else:
+def initial_encoder(config: Config) -> tuple[nn.Module | None, str]:
+    """The encoder a recipe starts from (None: the model's own random one) and its description.
+
+    ``model.encoder_weights`` (a local file) comes first; else ``init.imagenet`` takes
+    torchvision's ImageNet file from the torch hub cache or the network. Both load through
+    ``encoder_files.load_into``, which names what was loaded and what was not. A file that is
+    missing or does not fit stops the run; an unavailable download follows
+    ``init.on_missing_weights``."""
+    backbone, path = config["model"]["backbone"], config["model"]["encoder_weights"]
+    if path:
+        tensors, source = read_encoder_file(path), str(path)
+        description = f"{backbone} encoder from {Path(path).name}"
+    elif config["init"]["imagenet"]:
         try:
-            return build_encoder(backbone, "DEFAULT")
+            tensors, name = torchvision_imagenet(backbone)
         except Exception as exc:  # urllib, hash and unpickling errors all mean "not available"
-            problem = (f"ImageNet weights for {backbone} ({_weights_file(backbone)}) are not in the torch hub cache "
-                       f"({torch.hub.get_dir()}/checkpoints) and could not be downloaded ({type(exc).__name__}: {exc})")
+            return missing_imagenet(backbone, exc, config["init"]["on_missing_weights"]), "scratch"
+        source = f"torchvision's ImageNet {name}"
+        description = f"ImageNet {backbone} encoder (torchvision {name})"
+    else:
+        return None, "scratch"
+    encoder = build_encoder(backbone)
+    print(f"{PROG}: {load_into(encoder, tensors, backbone, source)}")
+    return encoder, description
+
+
+def missing_imagenet(backbone: str, error: BaseException, on_missing: str) -> None:
+    """Say that torchvision's ImageNet file could not be had; stop, or go on from scratch."""
+    name = imagenet_file(backbone)
+    problem = (f"ImageNet weights for {backbone} ({name}) are not in the torch hub cache "
+               f"({torch.hub.get_dir()}/checkpoints) and could not be downloaded ({type(error).__name__}: {error}); "
+               f"copy {name} there or set model.encoder_weights to its path")
     if on_missing == "stop":
         raise TrainingError(problem + "; set init.on_missing_weights: scratch to train from scratch")
-    warnings.warn(problem + ": training the encoder from scratch", RuntimeWarning, stacklevel=2)
+    warnings.warn(problem + ": training the encoder from scratch", RuntimeWarning, stacklevel=3)
     return None
-
-
-def _weights_file(backbone: str) -> str:
-    import torchvision
-
-    name = "mobilenet_v2" if backbone == "tv_mobilenet_v2" else backbone
-    return torchvision.models.get_model_weights(name).DEFAULT.url.rsplit("/", 1)[-1]
 
 
 def load_matching(model: nn.Module, tensors: Mapping[str, torch.Tensor], source: str) -> list[str]:
