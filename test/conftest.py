@@ -1,7 +1,13 @@
-"""Shared fixtures: small random-weight models written as real weights files."""
+"""Shared fixtures: small random-weight models written as real weights files; each test
+run on its own DDS domain; log capture that holds under ROS's logging set-up."""
 from __future__ import annotations
 
+import logging
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -9,6 +15,88 @@ import torch
 from hydranet_ros.inference.weights import ModelCard, save_weights
 from hydranet_ros.model import HydraNet, ModelConfig
 from hydranet_ros.model.presets import KITTI6
+
+
+def _isolate_dds() -> None:
+    """Each test run talks DDS on a domain of its own (from the pid; 1..100, never the
+    default 0 where robots live) and discovers only this machine, so parallel runs and
+    other ROS 2 processes cannot cross-talk. Set here, before any test initialises rclpy;
+    node subprocesses inherit it. HYDRANET_TEST_ROS_DOMAIN_ID picks the domain."""
+    os.environ["ROS_DOMAIN_ID"] = os.environ.get("HYDRANET_TEST_ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"   # Jazzy and later
+    if os.environ.get("ROS_DISTRO") == "humble":
+        os.environ["ROS_LOCALHOST_ONLY"] = "1"                  # Humble's spelling of the same
+    # the pip ROS 2 wheels keep their ament index under the environment's prefix
+    if not os.environ.get("AMENT_PREFIX_PATH") and (Path(sys.prefix) / "share" / "ament_index").is_dir():
+        os.environ["AMENT_PREFIX_PATH"] = sys.prefix
+
+
+_isolate_dds()
+
+
+@contextmanager
+def captured_log(name: str, level: int = logging.WARNING,
+                 records: list[logging.LogRecord] | None = None) -> Iterator[list[logging.LogRecord]]:
+    """The records logged to logger ``name`` (or below it) at ``level`` and up, whatever the
+    root logger's set-up. Under ROS 2's launch_testing pytest plugin the root logging is
+    reconfigured and ``caplog`` sees nothing, so this handler sits on the named logger
+    itself, which it also re-enables for the duration (``dictConfig`` disables loggers
+    that existed before it)."""
+    logger = logging.getLogger(name)
+    records = [] if records is None else records
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(level)
+    family = [logger] + [other for key, other in logging.root.manager.loggerDict.items()
+                         if (not name or key.startswith(f"{name}.")) and isinstance(other, logging.Logger)]
+    disabled = [member.disabled for member in family]
+    saved_level, saved_disable = logger.level, logging.root.manager.disable
+    logger.addHandler(handler)
+    for member in family:
+        member.disabled = False
+    logging.disable(logging.NOTSET)
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved_level)
+        for member, was in zip(family, disabled):
+            member.disabled = was
+        logging.disable(saved_disable)
+
+
+def log_text(records: list[logging.LogRecord]) -> str:
+    return "\n".join(record.getMessage() for record in records)
+
+
+class LogCapture:
+    """caplog's interface (``at_level``, ``text``, ``records``, ``clear``) on ``captured_log``."""
+
+    def __init__(self) -> None:
+        self.records: list[logging.LogRecord] = []
+
+    @contextmanager
+    def at_level(self, level: int, logger: str = "") -> Iterator[None]:
+        with captured_log(logger, level, self.records):
+            yield
+
+    @property
+    def text(self) -> str:
+        return log_text(self.records)
+
+    def clear(self) -> None:
+        self.records.clear()
+
+
+@pytest.fixture
+def log_capture() -> LogCapture:
+    """Use instead of ``caplog`` for the package's own log lines: it holds under ``colcon test``."""
+    return LogCapture()
 
 
 def make_card(num_classes: int = 6, **overrides) -> ModelCard:

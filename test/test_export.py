@@ -5,17 +5,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_card, make_model
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-
-from conftest import make_card, make_model  # noqa: E402
-
-from hydranet_ros import load_predictor  # noqa: E402
+from hydranet_ros import load_predictor
 from hydranet_ros.common.sizes import parse_size
 from hydranet_ros.inference.onnx import compare_with_torch, export_onnx, read_onnx_card, within_tolerance
-from hydranet_ros.inference.weights import WeightsError  # noqa: E402
+from hydranet_ros.inference.weights import WeightsError
 from hydranet_ros.tools.export import main
+
+
+@pytest.fixture(scope="module", autouse=True)
+def onnx_installed() -> None:
+    """Every test here needs the optional [onnx] extra. Skipped test by test, not with a
+    module-level importorskip: under ROS 2's launch_testing pytest plugin (colcon test)
+    that would skip the whole session."""
+    for module in ("onnx", "onnxruntime"):
+        pytest.importorskip(module, reason=f"{module} is not installed (pip install -e '.[onnx]')")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_card, make_model
+from conftest import LogCapture, make_card, make_model
 
 from hydranet_ros import Prediction, load_predictor
 from hydranet_ros.inference.predictor import OUTPUTS, Predictor, UnsupportedPrecisionError, normalise, precision_name
@@ -129,12 +129,12 @@ def test_auto_precision_is_the_fastest_one_the_device_and_backend_honour() -> No
     assert predictor.precision == "fp32" and predictor.dtype == torch.float32
 
 
-def test_a_precision_the_device_cannot_run_falls_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_precision_the_device_cannot_run_falls_back_with_a_warning(log_capture: LogCapture) -> None:
     card = make_card()
-    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.predictor"):
+    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference.predictor"):
         predictor = Predictor(make_model(card), card, device="cpu", precision="fp16")
     assert (predictor.requested_precision, predictor.precision, predictor.dtype) == ("fp16", "fp32", torch.float32)
-    assert "'fp16' is not supported on the CPU" in caplog.text and "(falling back to fp32)" in caplog.text
+    assert "'fp16' is not supported on the CPU" in log_capture.text and "(falling back to fp32)" in log_capture.text
     with pytest.raises(UnsupportedPrecisionError):  # the strict resolver, for tools that measure what was asked
         precision_name("fp16", torch.device("cpu"))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hydranet_ros.messages.topics import OUTPUT_SPECS
-from hydranet_ros.node.parameters import parameter_table_markdown
+from hydranet_ros.node.parameter_docs import parameter_table_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

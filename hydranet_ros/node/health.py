@@ -1,4 +1,5 @@
-"""The node's health: the newest-frame slot, frame statistics and the diagnostic level.
+"""The node's health: the newest-frame slot, frame statistics, the diagnostic level and
+why no frame arrives.
 
 Plain Python, no rclpy: the node feeds these from its callbacks and worker thread,
 and the tests drive them with a fake clock.
@@ -14,6 +15,7 @@ from typing import Callable, Generic, Iterable, Mapping, TypeVar
 
 from ..common.timing import stage_stats
 from ..messages.topics import IMAGE_TOPIC, OUTPUT_SPECS
+from .qos import BEST_EFFORT
 
 T = TypeVar("T")
 
@@ -46,6 +48,11 @@ class FrameSlot(Generic[T]):
                 return None
             item, self._item = self._item, None
             return item
+
+    def clear(self) -> None:
+        """Forget a frame not yet taken (the node was deactivated)."""
+        with self._cond:
+            self._item = None
 
     def close(self) -> None:
         """Wake the worker and make every later ``take`` return None."""
@@ -227,3 +234,41 @@ def format_log_line(snap: StatsSnapshot) -> str:
             f"inference p50/p95 {ms(snap.inference_ms)}, frames: {snap.received} received, "
             f"{snap.processed} processed, {snap.dropped} dropped, {snap.bad} bad, "
             f"{snap.idle} idle, {snap.out_of_memory} out of memory, {snap.errors} errors")
+
+
+# seconds with publishers but no frame before the node says why
+STARVED_AFTER_S = 5.0
+
+
+def starvation(topic: str, offered: int, matched: int, waited_s: float | None, reliability: str,
+               after_s: float = STARVED_AFTER_S) -> str | None:
+    """Why no frame has arrived for ``waited_s`` seconds although ``offered`` publishers are on
+    ``topic`` (``matched`` of them matched the subscription), and the parameter to change;
+    None while frames arrive or nobody publishes."""
+    if offered == 0 or waited_s is None or waited_s < after_s:
+        return None
+    if matched < offered:
+        return (f"{offered - matched} of {offered} publisher(s) on '{topic}' offer a QoS that the image "
+                f"subscription ({reliability}) cannot match, most likely a best-effort camera: set "
+                "qos_reliability to auto or best_effort")
+    if reliability == BEST_EFFORT:
+        return (f"{matched} publisher(s) on '{topic}' but no frame for {waited_s:.0f} s: the DDS transport "
+                "drops large best-effort frames; if the camera publishes reliable, set qos_reliability to "
+                "auto or reliable; if it publishes best effort, give the camera's process a larger "
+                "transport buffer (config/fastdds_large_images.xml, README 'QoS')")
+    return (f"{matched} publisher(s) on '{topic}' but no frame for {waited_s:.0f} s: the camera is matched "
+            "but sends nothing (stopped, or its frames are too large for its transport); check it with "
+            f"`ros2 topic hz {topic}`")
+
+
+def lifecycle_health(state: str, failure: str, active: Health | None) -> Health:
+    """The diagnostic level in each lifecycle state; ``active`` is the judged health while active."""
+    if state == "active" and active is not None:
+        return active
+    if failure:
+        return Health("error", f"{state}: the last configure failed: {failure}")
+    if state == "inactive":
+        return Health("ok", "inactive: frames are ignored until the node is activated")
+    if state == "unconfigured":
+        return Health("ok", "unconfigured: waiting for configure")
+    return Health("ok", state)

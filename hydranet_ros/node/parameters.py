@@ -1,37 +1,41 @@
-"""Everything the ROS 2 node decides, with no ROS import.
+"""The node's parameters: the table, the rules and the config they make, with no ROS import.
 
-``node.py`` is a thin rclpy shell around this module: the parameter table, the
-QoS choice (as plain values), the newest-frame slot, camera-info scaling,
-statistics and the choice of which outputs to compute all live here, so they
-are tested with plain pytest on machines without ROS 2.
+``node.py`` declares the parameters from ``PARAMS`` (with their ranges, for
+``ros2 param describe``), checks every value with the same rules at start-up, at
+``configure`` and when a parameter is set at run time, and turns them into a
+``NodeConfig``. ``parameter_docs.py`` prints the same table for ``--help``, the
+README and ``config/hydranet.yaml``.
 """
 from __future__ import annotations
 
-import json
-import math
-import re
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from ..common.sizes import parse_size
 from ..inference.backends import BACKENDS
 from ..inference.colour import COLORMAPS
 from ..inference.predictor import PRECISION_CHOICES, resolve_device
-from ..inference.shipped import PACKAGE, SHIPPED_WEIGHTS
-from ..messages.topics import CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, IMAGE_TOPIC, OUTPUT_SPECS, OutputSpec
+from ..inference.shipped import SHIPPED_WEIGHTS, shipped_weights
+from ..inference.weights import WeightsError
+from ..messages.topics import OUTPUT_SPECS, OutputSpec
+from .param_rules import as_bool, as_float, as_int, as_str, bounded, choice, device, size_or_empty
 
 NODE_NAME = "hydranet_node"
 TRANSPORTS = ("raw", "compressed")
-RELIABILITIES = ("best_effort", "reliable")
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+RELIABILITIES = ("auto", "best_effort", "reliable")
 DEFAULT_WARMUP_SIZE = "640x480"
 # 4K UHD: large enough for any camera we expect, small enough to catch garbage headers
 DEFAULT_MAX_INPUT_PIXELS = 3840 * 2160
 # the outputs a bare `ros2 run` publishes; the colour images are for display and opt-in
 DEFAULT_ON_OUTPUTS = ("depth", "labels", "overlay")
+
+# When a parameter takes effect (ParamSpec.applies):
+LIVE = "live"            # at once, whatever the lifecycle state
+CONFIGURE = "configure"  # at the next configure; refused while the node is configured
+START = "start"          # read once when the process starts; read-only afterwards
 
 
 class ParamError(ValueError):
@@ -42,89 +46,6 @@ class ParamError(ValueError):
         super().__init__("; ".join(f"parameter '{name}': {why}" for name, why in self.problems))
 
 
-# ----------------------------------------------------------------------------
-# Parameter table: node.py declares from it, --help and the README print it.
-# ----------------------------------------------------------------------------
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ValueError(f"expected true or false, got {value!r}")
-
-
-def _as_float(value: Any) -> float:
-    # bool is an int subclass; `overlay_alpha: true` is a typo, not 1.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"expected a finite number, got {value!r}")
-    return float(value)
-
-
-def _as_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected an integer, got {value!r}")
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if not isinstance(value, int):
-        raise ValueError(f"expected an integer, got {value!r}")
-    return value
-
-
-def _as_str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r}")
-    return value.strip()
-
-
-def _size_or_empty(value: Any) -> tuple[int, int] | None:
-    text = _as_str(value)
-    return parse_size(text) if text else None
-
-
-def _choice(choices: Sequence[str]) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        text = _as_str(value).lower()
-        if text not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
-        return text
-    return check
-
-
-def _device(value: Any) -> str:
-    text = _as_str(value).lower()
-    if not DEVICE_PATTERN.match(text):
-        raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
-    return text
-
-
-def _in_range(lo: float, hi: float) -> Callable[[Any], float]:
-    def check(value: Any) -> float:
-        number = _as_float(value)
-        if not lo <= number <= hi:
-            raise ValueError(f"expected a value in [{lo:g}, {hi:g}], got {number:g}")
-        return number
-    return check
-
-
-def _non_negative_float(value: Any) -> float:
-    number = _as_float(value)
-    if number < 0:
-        raise ValueError(f"expected a value >= 0, got {number:g}")
-    return number
-
-
-def _at_least(lo: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        number = _as_int(value)
-        if number < lo:
-            raise ValueError(f"expected an integer >= {lo}, got {number}")
-        return number
-    return check
-
-
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
@@ -132,10 +53,18 @@ class ParamSpec:
     description: str
     check: Callable[[Any], Any]
     choices: tuple[str, ...] = ()
+    bounds: tuple[float, float | None] | None = None   # (min, max or None = unbounded), numbers only
+    applies: str = CONFIGURE
 
     @property
     def type_name(self) -> str:
         return {bool: "bool", int: "int", float: "double", str: "string"}[type(self.default)]
+
+
+def _number(name: str, default: float | int, description: str, lo: float, hi: float | None = None,
+            applies: str = CONFIGURE) -> ParamSpec:
+    convert = as_int if isinstance(default, int) else as_float
+    return ParamSpec(name, default, description, bounded(convert, lo, hi), bounds=(lo, hi), applies=applies)
 
 
 def publish_param(spec: OutputSpec) -> str:
@@ -146,62 +75,63 @@ def publish_param(spec: OutputSpec) -> str:
 def _output_params() -> tuple[ParamSpec, ...]:
     return tuple(
         ParamSpec(publish_param(spec), spec.name in DEFAULT_ON_OUTPUTS,
-                  f"Publish {spec.topic} ({spec.encoding}, {spec.description})", _as_bool)
+                  f"Publish {spec.topic} ({spec.encoding}, {spec.description})", as_bool, applies=LIVE)
         for spec in OUTPUT_SPECS)
 
 
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("weights", "",
               "Weights file (.safetensors with model card); empty = the package's shipped "
-              f"<share>/{PACKAGE}/{SHIPPED_WEIGHTS}", _as_str),
+              f"{SHIPPED_WEIGHTS}", as_str),
     ParamSpec("device", "auto", "Inference device: auto (CUDA if available), cpu, cuda or cuda:N",
-              _device),
+              device),
     ParamSpec("precision", "auto",
               "Inference precision: auto (fp16 on CUDA, fp32 on the CPU), fp32, fp16 or bf16; one the "
               "device cannot run falls back with a warning (fp16 on the CPU to fp32, bf16 to fp16)",
-              _choice(PRECISION_CHOICES), PRECISION_CHOICES),
+              choice(PRECISION_CHOICES), PRECISION_CHOICES),
     ParamSpec("backend", "auto",
               "How the network runs: auto (CUDA graphs on a GPU, eager on the CPU), eager, compile "
               "(torch.compile), cudagraph, onnxruntime or tensorrt; an unavailable one falls back "
               "with a warning and the log and diagnostics name the one that runs",
-              _choice(BACKENDS), BACKENDS),
+              choice(BACKENDS), BACKENDS),
     ParamSpec("warmup_size", DEFAULT_WARMUP_SIZE,
               "Input size WIDTHxHEIGHT run through the network before the first frame, so that "
               "compilation, CUDA-graph capture and cuDNN autotuning happen then: set it to the "
               "camera's size; empty = no warm-up (the first frame of each size pays instead)",
-              _size_or_empty),
+              size_or_empty),
     *_output_params(),
     ParamSpec("publish_depth_camera_info", True,
               "Subscribe to camera_info and publish depth/camera_info (intrinsics scaled to the "
-              "depth image, header of the depth image)", _as_bool),
+              "depth image, header of the depth image)", as_bool, applies=LIVE),
     ParamSpec("publish_label_info", True,
               "Publish the classes once, latched (transient local), on segmentation/label_info: "
               "vision_msgs/LabelInfo (ids, names; 255 = unlabeled) where vision_msgs is installed, "
-              "else std_msgs/String JSON with ids, names and colours", _as_bool),
-    ParamSpec("overlay_alpha", 0.5, "Opacity of the class colours in overlay/image, 0..1",
-              _in_range(0.0, 1.0)),
-    ParamSpec("depth_display_min", 0.0,
-              "Depth in metres at the low end of the colour map in depth/colorized",
-              _non_negative_float),
-    ParamSpec("depth_display_max", 0.0,
-              "Depth in metres at the high end of the colour map in depth/colorized; "
-              "0 = the display range in the weights' model card", _non_negative_float),
+              "else std_msgs/String JSON with ids, names and colours", as_bool, applies=LIVE),
+    _number("overlay_alpha", 0.5, "Opacity of the class colours in overlay/image, 0..1", 0.0, 1.0,
+            applies=LIVE),
+    _number("depth_display_min", 0.0, "Depth in metres at the low end of the colour map in depth/colorized",
+            0.0, applies=LIVE),
+    _number("depth_display_max", 0.0,
+            "Depth in metres at the high end of the colour map in depth/colorized; "
+            "0 = the display range in the weights' model card", 0.0, applies=LIVE),
     ParamSpec("depth_colormap", "turbo", f"Colour map of depth/colorized: {', '.join(COLORMAPS)}",
-              _choice(COLORMAPS), COLORMAPS),
-    ParamSpec("qos_reliability", "best_effort",
-              "Reliability of the image subscription: best_effort accepts both reliable and "
-              "best-effort cameras; reliable accepts only reliable ones",
-              _choice(RELIABILITIES), RELIABILITIES),
-    ParamSpec("qos_depth", 1, "History depth of the image subscription (keep last N)", _at_least(1)),
+              choice(COLORMAPS), COLORMAPS, applies=LIVE),
+    ParamSpec("qos_reliability", "auto",
+              "Reliability of the image subscription: auto = what the camera offers (reliable when "
+              "every publisher is reliable, else best effort; re-checked every second); best_effort "
+              "accepts every camera but lets the transport drop large frames; reliable accepts only "
+              "reliable cameras", choice(RELIABILITIES), RELIABILITIES),
+    _number("qos_depth", 1, "History depth of the image subscription (keep last N)", 1),
     ParamSpec("input_transport", "raw",
               "raw: sensor_msgs/Image on 'image'; compressed: sensor_msgs/CompressedImage on "
-              "'image/compressed'", _choice(TRANSPORTS), TRANSPORTS),
-    ParamSpec("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS,
-              "Frames with more pixels (width x height) are dropped as bad; 0 = no limit",
-              _at_least(0)),
-    ParamSpec("log_period", 10.0,
-              "Seconds between status lines in the log (fps, latency, drops); 0 = never",
-              _non_negative_float),
+              "'image/compressed'", choice(TRANSPORTS), TRANSPORTS),
+    _number("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS,
+            "Frames with more pixels (width x height) are dropped as bad; 0 = no limit", 0),
+    _number("log_period", 10.0, "Seconds between status lines in the log (fps, latency, drops); 0 = never",
+            0.0, applies=LIVE),
+    ParamSpec("autostart", True,
+              "Configure and activate at start, as a plain node; false = stay unconfigured until a "
+              "lifecycle manager (or `ros2 lifecycle set`) configures it", as_bool, applies=START),
 )
 PARAMS_BY_NAME = {spec.name: spec for spec in PARAMS}
 
@@ -224,22 +154,25 @@ class NodeConfig:
     input_transport: str
     max_input_pixels: int | None        # None = no limit
     log_period: float
+    autostart: bool = True
 
     def predictor_options(self) -> dict[str, Any]:
         """Keyword arguments for ``load_predictor`` besides the path."""
-        return dict(device=self.device, precision=self.precision, backend=self.backend, overlay_alpha=self.overlay_alpha,
-                    depth_colormap=self.depth_colormap, depth_range=self.depth_range)
+        return dict(device=self.device, precision=self.precision, backend=self.backend,
+                    **self.display_options())
+
+    def display_options(self) -> dict[str, Any]:
+        """The predictor's display options, which may change while it runs."""
+        return dict(overlay_alpha=self.overlay_alpha, depth_colormap=self.depth_colormap,
+                    depth_range=self.depth_range)
 
 
 def defaults() -> dict[str, Any]:
     return {spec.name: spec.default for spec in PARAMS}
 
 
-def load_config(values: Mapping[str, Any]) -> NodeConfig:
-    """Check every parameter (missing ones take their default) and return the config.
-
-    All problems are gathered into one ``ParamError`` so a user fixes a launch
-    file in one go rather than one restart per typo."""
+def _checked(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Each value through its rule (missing ones take their default), and what failed."""
     problems: list[tuple[str, str]] = []
     checked: dict[str, Any] = {}
     for spec in PARAMS:
@@ -247,8 +180,16 @@ def load_config(values: Mapping[str, Any]) -> NodeConfig:
             checked[spec.name] = spec.check(values.get(spec.name, spec.default))
         except ValueError as error:
             problems.append((spec.name, str(error)))
-    unknown = sorted(set(values) - set(PARAMS_BY_NAME))
-    problems += [(name, "unknown parameter") for name in unknown]
+    problems += [(name, "unknown parameter") for name in sorted(set(values) - set(PARAMS_BY_NAME))]
+    return checked, problems
+
+
+def load_config(values: Mapping[str, Any]) -> NodeConfig:
+    """Check every parameter (missing ones take their default) and return the config.
+
+    All problems are gathered into one ``ParamError`` so a user fixes a launch
+    file in one go rather than one restart per typo."""
+    checked, problems = _checked(values)
     if problems:
         raise ParamError(problems)
 
@@ -271,7 +212,60 @@ def load_config(values: Mapping[str, Any]) -> NodeConfig:
         depth_range=(lo, hi) if hi > 0 else None, depth_colormap=checked["depth_colormap"],
         qos_reliability=checked["qos_reliability"], qos_depth=checked["qos_depth"],
         input_transport=checked["input_transport"],
-        max_input_pixels=checked["max_input_pixels"] or None, log_period=checked["log_period"])
+        max_input_pixels=checked["max_input_pixels"] or None, log_period=checked["log_period"],
+        autostart=checked["autostart"])
+
+
+def check_change(values: Mapping[str, Any], changes: Mapping[str, Any], configured: bool) -> NodeConfig | None:
+    """Judge a run-time change of the node's parameters (others in ``changes`` are ignored).
+
+    ``values`` are the current ones. Returns the config with the change applied, or
+    None while the node is not configured (it reads its parameters at configure).
+    Raises a ``ParamError`` for a value its rule refuses, for a parameter that
+    cannot change in this state, or when the change adds a problem to the whole
+    (every output off, a display range upside down): the same rules as at start-up."""
+    ours = {name: value for name, value in changes.items() if name in PARAMS_BY_NAME}
+    refused = [(name, _when_refused(PARAMS_BY_NAME[name].applies))
+               for name in ours if not _can_change(PARAMS_BY_NAME[name].applies, configured)]
+    if refused:
+        raise ParamError(refused)
+    before = _problems({name: values[name] for name in values if name in PARAMS_BY_NAME})
+    merged = {**values, **ours}
+    added = [problem for problem in _problems(merged) if problem not in before]
+    if added:
+        raise ParamError(added)
+    return load_config({name: merged[name] for name in merged if name in PARAMS_BY_NAME}) if configured else None
+
+
+def _problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    try:
+        load_config(values)
+    except ParamError as error:
+        return error.problems
+    return []
+
+
+def _can_change(applies: str, configured: bool) -> bool:
+    return applies == LIVE or (applies == CONFIGURE and not configured)
+
+
+def _when_refused(applies: str) -> str:
+    if applies == START:
+        return "is read once at start-up; restart the node to change it"
+    return ("is read at configure and the node is configured: deactivate and clean it up "
+            "(ros2 lifecycle set <node> deactivate, then cleanup), set it, then configure again")
+
+
+def unknown_overrides(overrides: Iterable[str], known: Iterable[str]) -> list[str]:
+    """A warning for each override that names no parameter of the node (``-p devcie:=cpu``),
+    with the closest known name; ROS 2 would otherwise ignore it without a word."""
+    known = sorted(set(known))
+    notes = []
+    for name in sorted(set(overrides) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        notes.append(f"'{name}' is not a parameter of {NODE_NAME} and is ignored{hint}")
+    return notes
 
 
 def _device_problems(device: str) -> list[tuple[str, str]]:
@@ -297,127 +291,14 @@ def fallback_notes(config: NodeConfig, precision: str, backend: str) -> list[str
     return notes
 
 
-def resolve_weights(value: str, share_dir: str | Path | None) -> Path:
-    """The weights file to load: the parameter, or the shipped file in the share directory."""
-    if value:
-        path = Path(value).expanduser()
-    elif share_dir is None:
-        raise ParamError([("weights", f"is empty and the package '{PACKAGE}' is not installed "
-                                      "(no share directory); set it to a .safetensors file")])
-    else:
-        path = Path(share_dir) / SHIPPED_WEIGHTS
+def resolve_weights(value: str) -> Path:
+    """The weights file to load: the parameter, or the shipped file wherever this install keeps it."""
+    if not value:
+        try:
+            return shipped_weights(hint="set the parameter to a .safetensors file")
+        except WeightsError as error:
+            raise ParamError([("weights", f"is empty and {error}")]) from None
+    path = Path(value).expanduser()
     if not path.is_file():
-        hint = "" if value else " (the default, shipped weights are missing from this install)"
-        raise ParamError([("weights", f"file not found: {path}{hint}")])
+        raise ParamError([("weights", f"file not found: {path}")])
     return path
-
-
-def format_usage(prog: str = NODE_NAME) -> str:
-    """``--help`` text, from the parameter table."""
-    width = max(len(spec.name) for spec in PARAMS)
-    lines = [
-        f"usage: ros2 run {PACKAGE} {prog} [--ros-args -p NAME:=VALUE ... "
-        "-r image:=/camera/image_raw --params-file FILE]",
-        "",
-        "Joint metric depth and semantic segmentation (HydraNet) for a camera stream.",
-        f"Subscribes: {IMAGE_TOPIC} (sensor_msgs/Image) or {COMPRESSED_TOPIC} (CompressedImage), "
-        f"{CAMERA_INFO_TOPIC}.",
-        "Publishes: " + ", ".join(f"{s.topic} ({s.encoding})" for s in OUTPUT_SPECS) + ",",
-        "           depth/camera_info, segmentation/label_info; diagnostics on /diagnostics.",
-        "",
-        "parameters (name, default, description):",
-    ]
-    for spec in PARAMS:
-        lines.append(f"  {spec.name:<{width}}  {json.dumps(spec.default):<13}  {spec.description}")
-    return "\n".join(lines)
-
-
-def parameter_table_markdown() -> str:
-    """The README's parameter table."""
-    rows = ["| Parameter | Type | Default | Description |", "| --- | --- | --- | --- |"]
-    rows += [f"| `{s.name}` | {s.type_name} | `{json.dumps(s.default)}` | {s.description} |"
-             for s in PARAMS]
-    return "\n".join(rows)
-
-
-def parameters_yaml() -> str:
-    """config/hydranet.yaml: every parameter at its default, with its description."""
-    lines = [
-        "# Default parameters of hydranet_node (see `ros2 run hydranet_ros hydranet_node --help`).",
-        "# Generated by hydranet_ros.node.parameters.parameters_yaml(); test_node_parameters checks it is current.",
-        "# Use with: ros2 run hydranet_ros hydranet_node --ros-args --params-file config/hydranet.yaml",
-        "/**:",
-        "  ros__parameters:",
-    ]
-    for spec in PARAMS:
-        # JSON scalars are YAML scalars, and they keep strings quoted (an empty or "auto" value)
-        lines += [f"    # {spec.description}", f"    {spec.name}: {json.dumps(spec.default)}"]
-    return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------
-# QoS as plain values; node.py maps them onto rclpy's enums.
-# ----------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-# ----------------------------------------------------------------------------
-# Newest-frame slot: the subscription writes, the worker thread takes.
-# ----------------------------------------------------------------------------
-
-
-
-
-
-# ----------------------------------------------------------------------------
-# Which outputs to compute.
-# ----------------------------------------------------------------------------
-
-
-
-# ----------------------------------------------------------------------------
-# Input decoding rules on duck-typed message fields.
-# ----------------------------------------------------------------------------
-
-
-
-# ----------------------------------------------------------------------------
-# Camera info for the depth image.
-# ----------------------------------------------------------------------------
-
-
-
-
-
-# ----------------------------------------------------------------------------
-# Class names and colours.
-# ----------------------------------------------------------------------------
-
-
-
-
-
-
-
-# ----------------------------------------------------------------------------
-# Statistics for diagnostics and the periodic log line.
-# ----------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
