@@ -173,6 +173,83 @@ def test_ctrl_c_stops_every_process_after_a_step_and_leaves_a_checkpoint(tmp_pat
     assert (saved["epoch"] + 1, saved["step_in_epoch"]) == tuple(int(v) for v in stops[0])
 
 
+# -- the collectives, on two spawned processes ---------------------------------------------
+def _collectives(rank: int, port: int) -> None:
+    """Runs in each of two processes (torch.multiprocessing); an assertion fails the test."""
+    import torch.distributed as dist_
+
+    from hydranet_ros.offline.metrics import DepthMetrics, FaceAttributeMetrics, SegmentationMetrics
+    from hydranet_ros.training.distributed import AgreedError
+    from hydranet_ros.training.reporting import flat_metrics
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    two = Distributed(rank=rank, world_size=2, timeout_s=60)
+    two.start()
+    try:
+        # metric sums over the processes equal one process seeing both shares
+        def fill(metrics: list[Any], share: int) -> list[Any]:
+            g = torch.Generator().manual_seed(share)
+            metrics[0].update(torch.randint(0, 4, (50,), generator=g), torch.randint(0, 4, (50,), generator=g))
+            metrics[1].update(torch.rand(50, generator=g) * 10 + 1, torch.rand(50, generator=g) * 10 + 1)
+            metrics[2].update(torch.rand(6, generator=g) * 80, torch.randint(0, 2, (6,), generator=g),
+                              torch.randint(0, 3, (6,), generator=g), torch.rand(6, generator=g) * 80,
+                              torch.randint(0, 2, (6,), generator=g), torch.randint(0, 3, (6,), generator=g))
+            return metrics
+
+        def fresh() -> list[Any]:
+            return [SegmentationMetrics(4), DepthMetrics(), FaceAttributeMetrics(["a", "b", "c"])]
+
+        whole = fill(fill(fresh(), 0), 1)
+        local = fill(fresh(), rank)
+        two.sum_metrics(*local)
+        for ours, reference in zip(local, whole):
+            assert flat_metrics(ours.compute()) == pytest.approx(flat_metrics(reference.compute()), rel=1e-12)
+
+        # agreeing on failures: who failed is named; the same failure everywhere is said once
+        for errors, expected, usage in (([None, ValueError("no data")], "rank 1: no data", False),
+                                        ([ConfigError("bad"), ConfigError("bad")], "bad", True)):
+            try:
+                two.agree(errors[rank])
+                raise AssertionError("agree did not raise")
+            except AgreedError as exc:
+                assert (str(exc), exc.usage) == (expected, usage)
+        two.agree(None)
+        assert two.any(rank == 1) and not two.any(False)
+
+        # state that must match: NaN matches NaN, a difference stops both processes
+        two.check_equal("state", torch.tensor([1.0, float("nan")]))
+        try:
+            two.check_equal("the balancer's state", torch.tensor([float(rank)]))
+            raise AssertionError("check_equal did not raise")
+        except T.TrainingError as exc:
+            assert "the balancer's state differ between processes (rank 0 vs [1])" in str(exc)
+
+        # running sums: the total on rank 0 (checkpoints) or everywhere (the epoch's end)
+        sums = [torch.tensor([rank + 1.0]), torch.tensor([rank + 1.0])]
+        two.consolidate(sums[:1])
+        two.consolidate(sums[1:], everywhere=True)
+        assert sums[0].item() == (3.0 if rank == 0 else 0.0) and sums[1].item() == 3.0
+        # a parameter without a gradient on one process averages as a zero gradient
+        weight = torch.nn.Parameter(torch.zeros(2))
+        weight.grad = torch.full((2,), 4.0) if rank == 0 else None
+        two.average_gradients([weight])
+        assert weight.grad.tolist() == [2.0, 2.0]
+        dist_.barrier()
+    finally:
+        two.stop()
+
+
+def test_the_collectives_training_relies_on() -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_collectives, args=(port,), nprocs=2, start_method="spawn")
+
+
 # -- the rules, in one process -----------------------------------------------------------
 def consumed(size: int, seed: int, epoch: int, world_size: int, batch: int, steps: int, skip: int = 0) -> list[int]:
     """The samples ``steps`` steps of every process take from position ``skip`` of the epoch."""
