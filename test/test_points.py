@@ -10,6 +10,7 @@ from hydranet_ros.common.pinhole import CameraError, PinholeK
 from hydranet_ros.inference.points import (
     DEFAULT_STRIDE,
     PointsOptions,
+    UnknownClassError,
     frame_points,
     host_points,
     intrinsics_tensor,
@@ -52,7 +53,7 @@ def reference(depth: np.ndarray, labels: np.ndarray, rgb: np.ndarray, k: Pinhole
 
 def device_cloud(depth, labels, rgb, cameras, options, classes: int = 6) -> list[np.ndarray]:
     grid = point_grid(torch.from_numpy(depth), torch.from_numpy(labels), torch.from_numpy(rgb),
-                      intrinsics_tensor(cameras, len(depth), torch.device("cpu")), options,
+                      intrinsics_tensor(cameras, len(depth), H, W, torch.device("cpu")), options,
                       torch.from_numpy(PALETTE))
     return [host_points(frame_points(g, options.organized).numpy(), classes) for g in grid]
 
@@ -119,7 +120,7 @@ def test_default_stride_gives_about_20k_points_at_640x480():
 def test_options_by_class_name():
     options = points_options(CLASSES, stride=2, max_depth=0.0, exclude_classes=["road", " sky", ""], colour="class")
     assert options == PointsOptions(stride=2, max_depth=None, exclude=(0, 2), colour="class")
-    with pytest.raises(ValueError, match=r"unknown class name\(s\) 'person', 'tree'; the model's classes are sky"):
+    with pytest.raises(UnknownClassError, match=r"unknown class name\(s\) 'person', 'tree'; the model's classes are sky"):
         points_options(CLASSES, exclude_classes=["road", "person", "tree"])
 
 
@@ -146,3 +147,69 @@ def test_camera_checks():
         PinholeK(50.0, 50.0, float("nan"), 24.0).check(64, 48)
     with pytest.raises(CameraError, match="K must have 9 values"):
         PinholeK.from_k([50, 50, 32, 24])
+
+
+# ---------------------------------------------------------------- through the predictor
+
+@pytest.fixture
+def predictor(weights_file):
+    from hydranet_ros.inference.predictor import load_predictor
+
+    return load_predictor(weights_file, device="cpu", backend="eager")
+
+
+def test_predicted_points_are_the_depth_and_labels_at_their_pixels(predictor):
+    rgb = scene()[2][0]
+    k = PinholeK(40.0, 42.0, 15.5, 11.0, W, H)
+    options = PointsOptions(stride=2, organized=True)
+    result = predictor.predict(np.ascontiguousarray(rgb[..., ::-1]), ["depth", "labels", "points"], channels="bgr",
+                               camera=k, points=options)
+    cloud = result.points
+    assert cloud.shape == (12, 16) and cloud.dtype == point_dtype(6)
+    rows, cols = np.mgrid[0:H:2, 0:W:2]
+    np.testing.assert_array_equal(cloud["z"], result.depth[::2, ::2])        # z is the depth image at the pixel
+    np.testing.assert_allclose(cloud["x"], (cols - k.cx) * cloud["z"] / k.fx, rtol=1e-6)
+    np.testing.assert_allclose(cloud["y"], (rows - k.cy) * cloud["z"] / k.fy, rtol=1e-6)
+    np.testing.assert_array_equal(cloud["label"], result.labels[::2, ::2])
+    np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), rgb[::2, ::2])   # RGB although the frame was BGR
+
+
+def test_predicted_dense_cloud_leaves_out_excluded_classes_and_far_points(predictor):
+    rgb = scene()[2][0]
+    k = PinholeK(40.0, 42.0, 15.5, 11.0)
+    full = predictor.predict(rgb, ["depth", "labels"])
+    present = np.unique(full.labels)        # random weights may well predict one class everywhere
+    absent = next(c for c in range(6) if c not in present)
+    limit = float(np.median(full.depth))
+    options = PointsOptions(stride=1, max_depth=limit, exclude=(absent,), colour="class")
+    cloud = predictor.predict(rgb, ["points"], camera=k, points=options).points
+    kept = full.depth <= limit
+    assert cloud.shape == (int(kept.sum()),) and 0 < kept.sum() < kept.size
+    np.testing.assert_array_equal(cloud["z"], full.depth[kept])
+    np.testing.assert_array_equal(cloud["label"], full.labels[kept])
+    np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), np.asarray(predictor.card.palette)[full.labels[kept]])
+    excluded = PointsOptions(stride=1, exclude=tuple(int(c) for c in present))
+    assert predictor.predict(rgb, ["points"], camera=k, points=excluded).points.shape == (0,)
+
+
+def test_predict_batch_gives_each_frame_its_own_camera(predictor):
+    rgb = torch.from_numpy(scene(count=2)[2])
+    cameras = [PinholeK(40.0, 42.0, 15.5, 11.0), PinholeK(20.0, 21.0, 3.0, 4.0)]
+    out = predictor.predict_batch(rgb, ["depth", "points"], camera=cameras, points=PointsOptions(stride=3))
+    for frame, k in enumerate(cameras):
+        cloud = host_points(frame_points(out["points"][frame], organized=False).numpy(), 6)
+        depth = out["depth"][frame, ::3, ::3].numpy()
+        rows, cols = np.mgrid[0:H:3, 0:W:3]
+        np.testing.assert_array_equal(cloud["z"], depth.reshape(-1))
+        np.testing.assert_allclose(cloud["x"], ((cols - k.cx) * depth / k.fx).reshape(-1), rtol=1e-6)
+
+
+def test_points_need_a_camera_that_fits_the_frame(predictor):
+    rgb = scene()[2][0]
+    with pytest.raises(ValueError, match="the 'points' output needs the camera's intrinsics"):
+        predictor.predict(rgb, ["points"])
+    with pytest.raises(CameraError, match=f"camera_info is for 64x48 images, the frame is {W}x{H}"):
+        predictor.predict(rgb, ["points"], camera=PinholeK(40.0, 40.0, 32.0, 24.0, 64, 48))
+    with pytest.raises(CameraError, match="no usable focal length"):
+        predictor.predict(rgb, ["depth", "points"], camera=PinholeK(0.0, 0.0, 15.0, 11.0))
+    assert predictor.predict(rgb, ["depth"]).points is None   # not asked for, not computed

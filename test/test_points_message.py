@@ -13,7 +13,13 @@ from hydranet_ros.inference.points import point_dtype
 from hydranet_ros.messages.builders import ros_message_types
 from hydranet_ros.messages.point_cloud import camera_for_frame, cloud_array, point_cloud_message
 from hydranet_ros.messages.stamps import Header, header_of
-from hydranet_ros.offline.bagio import POINT_CLOUD_TYPE, camera_info_message, make_header, ros2_typestore, typestore_types
+from hydranet_ros.offline.bagio import (
+    POINT_CLOUD_TYPE,
+    camera_info_message,
+    make_header,
+    ros2_typestore,
+    typestore_types,
+)
 
 # PointField datatypes, as sensor_msgs defines them
 FLOAT32, UINT8, UINT16 = 7, 2, 4

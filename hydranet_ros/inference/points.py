@@ -38,6 +38,10 @@ WORDS = 5                 # x, y, z, rgb, label
 POINT_STEP = 4 * WORDS    # bytes per point
 
 
+class UnknownClassError(ValueError):
+    """Class names the model card does not have (the message names them)."""
+
+
 @dataclass(frozen=True)
 class PointsOptions:
     """Which points a cloud holds and how they look. ``exclude`` holds class ids (see
@@ -63,11 +67,12 @@ def points_options(class_names: Sequence[str], stride: int = DEFAULT_STRIDE, max
                    exclude_classes: Iterable[str] = (), organized: bool = False,
                    colour: str = "input") -> PointsOptions:
     """``PointsOptions`` with excluded classes given by name (the model card's); a
-    ``max_depth`` of 0 means no limit. ValueError naming any class the model lacks."""
+    ``max_depth`` of 0 means no limit. UnknownClassError naming any class the model lacks,
+    ValueError for another bad option."""
     names = [name.strip() for name in exclude_classes if name.strip()]
     unknown = [name for name in names if name not in class_names]
     if unknown:
-        raise ValueError(f"unknown class name(s) {', '.join(map(repr, unknown))}; "
+        raise UnknownClassError(f"unknown class name(s) {', '.join(map(repr, unknown))}; "
                          f"the model's classes are {', '.join(class_names)}")
     ids = tuple(sorted({list(class_names).index(name) for name in names}))
     return PointsOptions(stride=stride, max_depth=max_depth or None, exclude=ids, organized=organized,
@@ -82,11 +87,17 @@ def point_dtype(num_classes: int) -> np.dtype:
                      "offsets": [0, 4, 8, 12, 16], "itemsize": POINT_STEP})
 
 
-def intrinsics_tensor(camera: PinholeK | Sequence[PinholeK], count: int, device: torch.device) -> torch.Tensor:
-    """(N, 4) float32 fx, fy, cx, cy: one camera for every frame, or one per frame."""
+def intrinsics_tensor(camera: PinholeK | Sequence[PinholeK] | None, count: int, height: int, width: int,
+                      device: torch.device) -> torch.Tensor:
+    """(N, 4) float32 fx, fy, cx, cy for ``count`` frames of ``width`` x ``height``: one camera
+    for every frame, or one per frame; each checked (``PinholeK.check``: CameraError)."""
+    if camera is None:
+        raise ValueError("the 'points' output needs the camera's intrinsics: camera=PinholeK(fx, fy, cx, cy)")
     cameras = [camera] * count if isinstance(camera, PinholeK) else list(camera)
     if len(cameras) != count:
         raise ValueError(f"{len(cameras)} cameras for {count} frames")
+    for one in cameras:
+        one.check(width, height)
     return torch.tensor([[c.fx, c.fy, c.cx, c.cy] for c in cameras], dtype=torch.float32, device=device)
 
 

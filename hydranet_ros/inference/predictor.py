@@ -19,17 +19,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..common.pinhole import PinholeK
 from ..model import HydraNet
 from .backends import build_runner
 from .colour import CHANNEL_ORDERS, blend, colorize_depth, colormap_lut, palette_lut, to_rgb
 from .frame_network import FrameNetwork, normalise  # noqa: F401 - re-exported: training normalises as the predictor does
 from .onnxruntime_runner import OnnxSource
+from .points import PointsOptions, frame_points, host_points, intrinsics_tensor, point_grid
 from .transfer import Transfer
 from .weights import ModelCard, load_weights
 
@@ -39,6 +41,8 @@ OUTPUTS = ("depth", "labels", "overlay", "depth_colour", "segm_colour")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PRECISION_CHOICES = ("auto", *PRECISIONS)
 DEFAULT_OUTPUTS = ("depth", "labels", "overlay")
+# the labelled point cloud (``points.py``): it needs the camera's intrinsics, so it is not in OUTPUTS
+POINTS = "points"
 
 
 @dataclass
@@ -54,6 +58,8 @@ class Prediction:
     overlay: np.ndarray | None = None       # (H, W, 3) uint8 RGB, image blended with class colours
     depth_colour: np.ndarray | None = None  # (H, W, 3) uint8 RGB
     segm_colour: np.ndarray | None = None   # (H, W, 3) uint8 RGB, class colours alone
+    # structured x, y, z, rgb, label (``points.point_dtype``): (h, w) strided grid if organized, else (P,)
+    points: np.ndarray | None = None
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -141,9 +147,9 @@ def check_image(image: np.ndarray, channels: str = "rgb") -> np.ndarray:
 
 def _wanted(outputs: Iterable[str]) -> set[str]:
     wanted = set(outputs)
-    unknown = wanted - set(OUTPUTS)
+    unknown = wanted - set(OUTPUTS) - {POINTS}
     if unknown:
-        raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
+        raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}, {POINTS}")
     return wanted
 
 
@@ -203,26 +209,39 @@ class Predictor:
 
     @torch.inference_mode()
     def predict_batch(self, images: torch.Tensor, outputs: Iterable[str] = DEFAULT_OUTPUTS,
-                      channels: str = "rgb") -> dict[str, torch.Tensor]:
+                      channels: str = "rgb", camera: PinholeK | Sequence[PinholeK] | None = None,
+                      points: PointsOptions | None = None) -> dict[str, torch.Tensor]:
         """(N, H, W, C) uint8 tensor in ``channels`` order (``colour.CHANNEL_ORDERS``)
-        -> requested outputs as device tensors at input resolution."""
+        -> requested outputs as device tensors at input resolution. ``points`` is the
+        (N, h, w, 5) strided grid of ``points.point_grid``, for ``camera`` (one for every
+        frame or one per frame): ``points.frame_points`` takes one frame's cloud from it."""
         wanted = _wanted(outputs)
+        cloud = self._points_request(wanted, camera, points, images.shape)
         images = images.to(self.device, non_blocking=True)
         raw = self._runner(images, channels)
-        return self._postprocess(raw, images, channels, wanted)
+        return self._postprocess(raw, images, channels, wanted, cloud)
+
+    def _points_request(self, wanted: set[str], camera: PinholeK | Sequence[PinholeK] | None,
+                        options: PointsOptions | None,
+                        shape: Sequence[int]) -> tuple[torch.Tensor, PointsOptions] | None:
+        """The checked intrinsics on the device, and the options, when the points are wanted."""
+        if POINTS not in wanted:
+            return None
+        return intrinsics_tensor(camera, shape[0], shape[1], shape[2], self.device), options or PointsOptions()
 
     def _postprocess(self, raw: dict[str, torch.Tensor], images: torch.Tensor, channels: str,
-                     wanted: set[str]) -> dict[str, torch.Tensor]:
+                     wanted: set[str], cloud: tuple[torch.Tensor, PointsOptions] | None = None
+                     ) -> dict[str, torch.Tensor]:
         size = images.shape[1:3]
         result: dict[str, torch.Tensor] = {}
-        if wanted & {"depth", "depth_colour"}:
+        if wanted & {"depth", "depth_colour", POINTS}:
             depth = F.interpolate(raw["depth"].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
             depth = apply_depth_activation(depth, self.card.depth_activation)
             if "depth" in wanted:
                 result["depth"] = depth
             if "depth_colour" in wanted:
                 result["depth_colour"] = colorize_depth(depth, self._depth_lut, self.depth_range)
-        if wanted & {"labels", "overlay", "segm_colour"}:
+        if wanted & {"labels", "overlay", "segm_colour", POINTS}:
             logits = F.interpolate(raw["segm"], size=size, mode="bilinear", align_corners=False)
             labels = logits.argmax(dim=1).to(torch.uint8)
             if "labels" in wanted:
@@ -232,21 +251,34 @@ class Predictor:
                 result["segm_colour"] = colours
             if "overlay" in wanted:
                 result["overlay"] = blend(to_rgb(images, channels), colours, self.overlay_alpha)
+        if cloud is not None:
+            result[POINTS] = point_grid(depth, labels, to_rgb(images, channels), *cloud, palette=self._palette)
         return result
 
     @torch.inference_mode()
-    def predict(self, image: np.ndarray, outputs: Iterable[str] = DEFAULT_OUTPUTS, channels: str = "rgb") -> Prediction:
+    def predict(self, image: np.ndarray, outputs: Iterable[str] = DEFAULT_OUTPUTS, channels: str = "rgb",
+                camera: PinholeK | None = None, points: PointsOptions | None = None) -> Prediction:
         """One uint8 frame -> ``Prediction`` with the requested outputs. ``channels`` is
         the frame's channel order: ``rgb`` (H, W, 3), ``bgr`` (what OpenCV and most
         cameras give), ``rgba``/``bgra`` (H, W, 4) or ``mono`` (H, W); the conversion
-        to RGB happens on the device, after the upload."""
+        to RGB happens on the device, after the upload. The ``points`` output (a labelled
+        cloud, ``points.py``) needs ``camera``, the frame's intrinsics; ``points`` are its
+        options (default ``PointsOptions()``). A camera that does not fit the frame raises
+        ``CameraError`` before anything runs."""
         image = check_image(image, channels)
         wanted = _wanted(outputs)
         shape = (1, *image.shape)
+        cloud = self._points_request(wanted, camera, points, shape)
         # a backend with its own input buffer (a CUDA graph) gets the frame uploaded straight into it
         images = self.transfer.upload(image, self._runner.input_buffer(shape, channels, self.device))
-        tensors = self._postprocess(self._runner(images, channels), images, channels, wanted)
-        return Prediction(**self.transfer.download({name: t[0] for name, t in tensors.items()}))
+        tensors = self._postprocess(self._runner(images, channels), images, channels, wanted, cloud)
+        frame = {name: t[0] for name, t in tensors.items()}
+        if cloud is not None:  # only the kept points (dense) or the strided grid (organized) go to the host
+            frame[POINTS] = frame_points(frame[POINTS], cloud[1].organized)
+        host = self.transfer.download(frame)
+        if cloud is not None:
+            host[POINTS] = host_points(host[POINTS], self.card.model.num_classes)
+        return Prediction(**host)
 
     def to_host(self, tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         """Device tensors (e.g. from ``predict_batch``) -> numpy arrays, through the same
