@@ -12,6 +12,8 @@ import pytest
 from replay_helpers import HEIGHT, WIDTH, K, count_video_frames, make_images, read_bag, write_camera_bag, write_video
 
 from hydranet_ros.inference.predictor import OUTPUTS, Predictor, load_predictor
+from hydranet_ros.common.pinhole import PinholeK
+from hydranet_ros.messages.point_cloud import cloud_array
 from hydranet_ros.messages.stamps import header_of
 from hydranet_ros.messages.topics import OUTPUT_SPECS
 from hydranet_ros.messages.image import image_to_array
@@ -49,7 +51,7 @@ def test_bag_replay_writes_the_nodes_topics(tmp_path, capsys, weights_file, pred
     assert code == 0, stderr
     inputs, outputs = read_bag(source), read_bag(out)
     image_topic = "/camera/image_raw/compressed" if encoding == "jpeg" else "/camera/image_raw"
-    expected_topics = {image_topic, "/camera/camera_info", "/camera/depth/camera_info"} | {
+    expected_topics = {image_topic, "/camera/camera_info", "/camera/depth/camera_info", "/camera/points"} | {
         "/camera/" + spec.topic for spec in OUTPUT_SPECS}
     assert set(outputs) == expected_topics
     assert (out / f"out.{'db3' if storage == 'sqlite3' else 'mcap'}").is_file()  # same storage as the input
@@ -69,6 +71,12 @@ def test_bag_replay_writes_the_nodes_topics(tmp_path, capsys, weights_file, pred
         np.testing.assert_allclose(image_to_array(depth), expected.depth, rtol=1e-6)
         np.testing.assert_array_equal(image_to_array(labels), expected.labels)
         np.testing.assert_array_equal(image_to_array(overlay), expected.overlay)
+    for (_, original), (log_time, points), header in zip(inputs[image_topic], outputs["/camera/points"], headers):
+        # 'all' includes the point cloud: from the bag's camera_info, default options (stride 4, dense)
+        expected = predictor.predict(message_to_rgb(original, original.__msgtype__), ["points"],
+                                     camera=PinholeK.from_k(K, WIDTH, HEIGHT))
+        assert header_of(points) == header and (points.height, points.width) == (1, len(expected.points))
+        assert cloud_array(points)[0].tobytes() == expected.points.tobytes()
     for (_, info), header in zip(outputs["/camera/depth/camera_info"], headers):
         assert header_of(info) == header
         np.testing.assert_array_equal(info.k, K.reshape(-1))

@@ -18,7 +18,8 @@ from typing import Any, Sequence, TextIO
 
 from ..common.atomic import OutputExistsError, StagedPath, check_writable
 from ..inference.backends import BACKENDS
-from ..inference.predictor import PRECISION_CHOICES
+from ..inference.points import COLOUR_SOURCES, DEFAULT_STRIDE
+from ..inference.predictor import POINTS, PRECISION_CHOICES
 from ..inference.weights import WeightsError
 from ..messages.topics import OUTPUT_SPECS
 from .bagio import DISTROS, STORAGES, BagError
@@ -48,13 +49,17 @@ def _positive(kind: type) -> Any:
 
 
 def _outputs_arg(text: str) -> tuple[str, ...]:
-    names = [spec.name for spec in OUTPUT_SPECS]
+    names = [spec.name for spec in OUTPUT_SPECS] + [POINTS]
     chosen = names if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in chosen if n not in names]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown output(s) {', '.join(unknown)}; choose from {', '.join(names)} "
                                          "or 'all'")
     return tuple(chosen)
+
+
+def _names_arg(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and write a bag with the node's topics, an overlay video, a speed report and metrics.",
         epilog="Output topics go under the camera's namespace: /camera/image_raw and /camera/image_raw/compressed "
                "give /camera/depth/image, /camera/segmentation/image, /camera/overlay/image, /camera/depth/colorized, "
-               "/camera/segmentation/colorized and /camera/depth/camera_info.\n"
+               "/camera/segmentation/colorized, /camera/depth/camera_info and /camera/points.\n"
                f"Demo: {PROG} --demo [--output-dir DIR]")
     parser.add_argument("input", nargs="?", type=Path, help="rosbag2 directory, ROS 1 .bag, video file or image folder")
     parser.add_argument("--demo", action="store_true",
@@ -103,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="metres per unit of 16-bit ground-truth depth (default 0.001: millimetres)")
     gt.add_argument("--min-depth", type=float, default=1e-3, help="smallest ground-truth depth evaluated (m)")
     gt.add_argument("--max-depth", type=_positive(float), help="largest ground-truth depth evaluated (m; default: no limit)")
+    cloud = parser.add_argument_group("point cloud (--outputs ...,points: <namespace>/points, sensor_msgs/PointCloud2 "
+                                      "with x, y, z, rgb, label, from the bag's camera_info)")
+    cloud.add_argument("--points-stride", type=_positive(int), default=DEFAULT_STRIDE,
+                       help=f"take every Nth pixel in each direction (default {DEFAULT_STRIDE}: "
+                            "19,200 points at 640x480)")
+    cloud.add_argument("--points-max-depth", type=_positive(float),
+                       help="drop points farther than this (m; default: no limit)")
+    cloud.add_argument("--points-exclude", type=_names_arg, default=(),
+                       help="comma-separated class names whose points are left out, e.g. sky, or road for an "
+                            "obstacle cloud (names from the model card)")
+    cloud.add_argument("--points-organized", action="store_true",
+                       help="keep the strided image grid, NaN where a point was dropped (default: a dense list)")
+    cloud.add_argument("--points-colour", choices=COLOUR_SOURCES, default="input",
+                       help="rgb of a point: the input pixel (default) or its class colour")
     model = parser.add_argument_group("model")
     model.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     model.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,

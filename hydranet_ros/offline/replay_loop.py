@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from ..common.timing import StageTimer
-from ..inference.predictor import Predictor
+from ..inference.predictor import POINTS, Predictor
 from ..messages.image import ImageDecodeError
 from .bagio import BagMessage
 from .replay_outputs import FrameOutput, GroundTruth
+from .replay_points import PointsRequest
 from .sources import Frame
 
 STAGES = ("read", "decode", "predict", "encode", "write", "evaluate")
@@ -40,8 +41,9 @@ class FrameLoop:
     """Runs the predictor over a source's messages and feeds the outputs."""
 
     def __init__(self, predictor: Predictor, predict_outputs: tuple[str, ...], outputs: Sequence[FrameOutput],
-                 ground_truth: GroundTruth | None, timer: StageTimer, warmup: int) -> None:
-        self.predictor, self.predict_outputs = predictor, predict_outputs
+                 ground_truth: GroundTruth | None, timer: StageTimer, warmup: int,
+                 points: PointsRequest | None = None) -> None:
+        self.predictor, self.predict_outputs, self.points = predictor, predict_outputs, points
         self.outputs, self.ground_truth, self.timer, self.warmup = list(outputs), ground_truth, timer, warmup
         self.counts = FrameCounts()
 
@@ -81,8 +83,14 @@ class FrameLoop:
             start = time.perf_counter()
             self.predictor.warmup(rgb.shape[0], rgb.shape[1], self.warmup)
             self.counts.warmup_s = time.perf_counter() - start
+        outputs, cloud = self.predict_outputs, {}
+        camera = self.points.camera(rgb.shape[1], rgb.shape[0]) if self.points is not None else None
+        if camera is not None:
+            outputs, cloud = (*outputs, POINTS), {"camera": camera, "points": self.points.options}
         with self.timer.stage("predict"):
-            prediction = self.predictor.predict(rgb, self.predict_outputs)
+            prediction = self.predictor.predict(rgb, outputs, **cloud)
+        if prediction.points is not None:
+            self.points.record(prediction.points)
         with self.timer.stage("encode"):
             encoded = [output.encode(frame, rgb, prediction) for output in self.outputs]
         with self.timer.stage("write"):

@@ -16,6 +16,7 @@ import numpy as np
 from ..inference.predictor import Prediction
 from ..messages.builders import depth_camera_info
 from ..messages.image import ImageDecodeError, image_to_array
+from ..messages.point_cloud import point_cloud_message
 from ..messages.stamps import header_of
 from ..messages.topics import COMPRESSED_TYPE, OUTPUT_SPECS
 from .bagio import (
@@ -89,6 +90,8 @@ class BagOutput(FrameOutput):
                 for spec in OUTPUT_SPECS if (topic := self.plan.output_topics.get(spec.name))]
         if self.plan.depth_info_topic and self.camera_info is not None:
             msgs.append((self.plan.depth_info_topic, depth_camera_info(self.types, header, self.camera_info)))
+        if self.plan.points_topic and prediction.points is not None:
+            msgs.append((self.plan.points_topic, point_cloud_message(self.types, header, prediction.points)))
         if frame.original is None:  # video or folder: the frame itself becomes the recording
             original = (compressed_message(ts, rgb, frame.header) if self.source.image_msgtype == COMPRESSED_TYPE
                         else image_message(ts, rgb, "rgb8", frame.header))

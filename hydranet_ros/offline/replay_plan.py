@@ -12,7 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..messages.topics import DEPTH_CAMERA_INFO_TOPIC, OUTPUT_SPECS, camera_namespace, join_topic
+from ..inference.points import DEFAULT_STRIDE
+from ..messages.topics import DEPTH_CAMERA_INFO_TOPIC, OUTPUT_SPECS, POINTS_TOPIC, camera_namespace, join_topic
 from .bagio import CAMERA_INFO_TYPE, IMAGE_TYPE, find_camera_info_topic, require_topic
 from .evaluation import GroundTruthFolder
 from .sources import BagSource, FrameSource
@@ -61,6 +62,12 @@ class ReplayOptions:
     fourcc: str = DEFAULT_FOURCC
     overwrite: bool = False
     progress: bool = True
+    # the labelled point cloud (--outputs ...,points), see inference.points
+    points_stride: int = DEFAULT_STRIDE
+    points_max_depth: float | None = None
+    points_exclude: tuple[str, ...] = ()
+    points_organized: bool = False
+    points_colour: str = "input"
 
     @property
     def gt_kinds(self) -> tuple[str, ...]:
@@ -101,6 +108,7 @@ class Plan:
     gt_topics: dict[str, str]                 # topic -> kind
     gt_folders: dict[str, GroundTruthFolder]  # kind -> folder
     predict_outputs: tuple[str, ...]
+    points_topic: str | None = None           # PointCloud2 output, when asked for
 
 
 def make_plan(options: ReplayOptions, source: FrameSource) -> Plan:
@@ -108,6 +116,7 @@ def make_plan(options: ReplayOptions, source: FrameSource) -> Plan:
                  else camera_namespace(source.image_topic, source.image_msgtype))
     output_topics = {spec.name: join_topic(namespace, spec.topic) for spec in OUTPUT_SPECS
                      if spec.name in options.outputs} if options.output_bag else {}
+    points_topic = join_topic(namespace, POINTS_TOPIC) if options.output_bag and "points" in options.outputs else None
     gt_topics = {t: k for k, t in (("depth", options.gt_depth_topic), ("labels", options.gt_labels_topic)) if t}
     camera_info_topic = None
     if isinstance(source, BagSource):
@@ -117,7 +126,8 @@ def make_plan(options: ReplayOptions, source: FrameSource) -> Plan:
             source.reader, camera_namespace(source.image_topic, source.image_msgtype))
         if options.camera_info_topic:
             require_topic(source.reader, camera_info_topic, (CAMERA_INFO_TYPE,), "camera info")
-        taken = set(source.topics) & (set(output_topics.values()) | {join_topic(namespace, DEPTH_CAMERA_INFO_TOPIC)})
+        taken = set(source.topics) & (set(output_topics.values()) | {join_topic(namespace, DEPTH_CAMERA_INFO_TOPIC),
+                                                                     points_topic})
         if taken and options.output_bag:
             raise ReplayError(f"the input already has {', '.join(sorted(taken))}; "
                               "choose another prefix with --output-namespace")
@@ -130,4 +140,4 @@ def make_plan(options: ReplayOptions, source: FrameSource) -> Plan:
         wanted |= set(VIDEO_OUTPUTS)
     depth_info = join_topic(namespace, DEPTH_CAMERA_INFO_TOPIC) if options.output_bag and camera_info_topic else None
     return Plan(namespace, output_topics, depth_info, camera_info_topic, gt_topics, gt_folders,
-                tuple(spec.name for spec in OUTPUT_SPECS if spec.name in wanted))
+                tuple(spec.name for spec in OUTPUT_SPECS if spec.name in wanted), points_topic)

@@ -8,6 +8,7 @@ from ..common.timing import StageStats, StageTimer, format_table
 from ..inference.predictor import Predictor
 from .replay_loop import FrameCounts
 from .replay_plan import Plan
+from .replay_points import points_lines
 from .sources import FrameSource
 
 PROG = "hydranet_replay"
@@ -15,7 +16,8 @@ PROG = "hydranet_replay"
 
 def build_report(input_path: Path, weights: Path, predictor: Predictor, source: FrameSource, plan: Plan,
                  has_camera_info: bool, timer: StageTimer, counts: FrameCounts, wall_s: float,
-                 evaluation: dict[str, Any] | None, outputs: dict[str, str]) -> dict[str, Any]:
+                 evaluation: dict[str, Any] | None, outputs: dict[str, str],
+                 points: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "input": str(input_path),
         "source": source.kind,
@@ -34,6 +36,7 @@ def build_report(input_path: Path, weights: Path, predictor: Predictor, source: 
                   "fps": counts.done / wall_s if wall_s > 0 else float("nan"), "warmup_s": counts.warmup_s,
                   "stages_ms": {name: stats.to_dict() for name, stats in timer.stats().items()}},
         "evaluation": evaluation,
+        "points": points,
         "outputs": outputs,
     }
 
@@ -48,6 +51,8 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
           f"{report['device']} ({report['precision']}, {report['backend']}), "
           f"warm-up {speed['warmup_s']:.2f} s excluded", file=out)
     print(format_table({k: StageStats(**v) for k, v in speed["stages_ms"].items()}), file=out)
+    if report.get("points"):
+        print(points_lines(report["points"]), file=out)
     evaluation = report["evaluation"]
     if evaluation:
         _print_evaluation(evaluation, out)

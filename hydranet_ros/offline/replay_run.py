@@ -16,6 +16,7 @@ from typing import Any, Sequence, TextIO
 
 from ..common.atomic import StagedPath, check_writable, stale_partials
 from ..common.timing import StageTimer
+from ..inference.points import PointsOptions
 from ..inference.predictor import Predictor, load_predictor
 from ..inference.weights import WeightsError
 from .bagio import STORAGES, BagWriter
@@ -23,6 +24,7 @@ from .evaluation import Evaluation, json_safe, write_rows
 from .replay_loop import STAGES, FrameCounts, FrameLoop
 from .replay_outputs import BagOutput, FrameOutput, GroundTruth, VideoOutput
 from .replay_plan import Plan, ReplayError, ReplayOptions, make_plan
+from .replay_points import PointsRequest, missing_camera_info, replay_points_options
 from .replay_report import PROG, build_report, print_report
 from .sources import BagSource, FrameSource, open_source
 from .video import SideBySideWriter
@@ -47,10 +49,11 @@ def replay(options: ReplayOptions, out: TextIO | None = None) -> dict[str, Any]:
 
         weights = shipped_weights()
     predictor = _load_predictor(options, weights)
+    points = replay_points_options(options, predictor.class_names) if "points" in options.outputs else None
     exclude = [t for t in (options.gt_depth_topic, options.gt_labels_topic) if t]
     source = open_source(options.input, options.topic, exclude, options.frame_id, fps=options.fps)
     try:
-        report = _run(options, weights, predictor, source)
+        report = _run(options, weights, predictor, source, points)
     finally:
         source.close()
     print_report(report, out)
@@ -84,7 +87,8 @@ def _load_predictor(options: ReplayOptions, weights: Path) -> Predictor:
         raise ReplayError(str(error)) from None
 
 
-def _run(options: ReplayOptions, weights: Path, predictor: Predictor, source: FrameSource) -> dict[str, Any]:
+def _run(options: ReplayOptions, weights: Path, predictor: Predictor, source: FrameSource,
+         points_options: PointsOptions | None = None) -> dict[str, Any]:
     """The frame loop inside staged outputs: every output is renamed into place only at the end."""
     plan = make_plan(options, source)
     card = predictor.card
@@ -101,7 +105,11 @@ def _run(options: ReplayOptions, weights: Path, predictor: Predictor, source: Fr
             outputs = _open_outputs(options, source, plan, tmp, writers)
             bag_output = next((o for o in outputs if isinstance(o, BagOutput)), None)
             ground_truth = GroundTruth(evaluation, plan, source, options.gt_depth_scale) if evaluation else None
-            loop = FrameLoop(predictor, plan.predict_outputs, outputs, ground_truth, timer, options.warmup)
+            points = None
+            if plan.points_topic and bag_output is not None and points_options is not None:
+                points = PointsRequest(points_options, lambda: bag_output.camera_info,
+                                       missing_camera_info(plan, source))
+            loop = FrameLoop(predictor, plan.predict_outputs, outputs, ground_truth, timer, options.warmup, points)
             progress = _progress(options, source)
             try:
                 # without an output bag only the ground-truth topics need reading
@@ -118,7 +126,8 @@ def _run(options: ReplayOptions, weights: Path, predictor: Predictor, source: Fr
         written = {k: v for k, v in staged.items() if k == "report" or tmp[k].exists()}
         has_camera_info = bag_output is not None and bag_output.camera_info is not None
         report = build_report(options.input, weights, predictor, source, plan, has_camera_info, timer, counts,
-                              wall_s, summary, {k: str(v.final) for k, v in written.items()})
+                              wall_s, summary, {k: str(v.final) for k, v in written.items()},
+                              points.report(plan.points_topic) if points else None)
         if "report" in tmp:
             tmp["report"].write_text(json.dumps(json_safe(report), indent=2) + "\n")
         for path in written.values():
