@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hydranet_ros.messages.topics import IMAGE_TOPIC, OUTPUT_SPECS
+from hydranet_ros.messages.topics import IMAGE_TOPIC, OUTPUT_SPECS, POINTS_TOPIC
 from hydranet_ros.node.parameters import PARAMS_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,14 +98,14 @@ def test_rviz_config_structure():
     names = [d["Name"] for d in manager["Displays"]]
     assert len(names) == len(set(names))
     for display in manager["Displays"]:
-        assert display["Class"] == "rviz_default_plugins/Image"
+        assert display["Class"] in ("rviz_default_plugins/Image", "rviz_default_plugins/PointCloud2")
         topic = display["Topic"]
         assert set(topic) == {"Value", "Depth", "Reliability Policy", "History Policy", "Durability Policy"}
         assert topic["Reliability Policy"] in ("Reliable", "Best Effort")
         assert topic["Durability Policy"] in ("Volatile", "Transient Local")
         assert topic["History Policy"] == "Keep Last" and topic["Depth"] >= 1
-        # the geometry section names each display's dock
-        assert display["Name"] in config["Window Geometry"]
+        # the geometry section names each image display's dock
+        assert display["Name"] in config["Window Geometry"] or display["Class"].endswith("PointCloud2")
 
 
 def test_rviz_shows_the_node_topics():
@@ -113,7 +113,10 @@ def test_rviz_shows_the_node_topics():
     topics = {spec.name: spec.topic for spec in OUTPUT_SPECS}
     assert {IMAGE_TOPIC, topics["depth"], topics["depth_colour"], topics["segm_colour"], topics["overlay"]} \
         <= set(displays)
-    assert set(displays) <= {IMAGE_TOPIC, *topics.values()}
+    assert set(displays) <= {IMAGE_TOPIC, POINTS_TOPIC, *topics.values()}
+    # the labelled cloud, coloured by its rgb field
+    points = displays[POINTS_TOPIC]
+    assert points["Class"] == "rviz_default_plugins/PointCloud2" and points["Color Transformer"] == "RGB8"
     # raw metres shown over a fixed range, not normalised per frame
     depth = displays[topics["depth"]]
     assert depth["Normalize Range"] is False and depth["Min Value"] == 0 and depth["Max Value"] >= 50
