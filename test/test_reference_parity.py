@@ -8,17 +8,25 @@ Three checks:
    (reference key names, reference op order), for 6, 40 and 46 classes and
    the three-task layout. A wrong key mapping, a missing activation or a wrong
    upsampling target fails this at once.
-3. The shared KITTI frame, normalised by the package's own ``normalise``
-   (float32 arithmetic, as the reference arrays were made), reproduces the
-   reference's saved raw outputs within 1e-4.
+3. The shared KITTI frame, normalised by the package's own ``normalise`` (in float32,
+   bit for bit the input the reference was given), reproduces the reference's saved
+   raw outputs as closely as float32 arithmetic allows, on any x86 CPU.
 
-Why check 3 pins the thread count: this random-weight checkpoint amplifies
-float32 rounding a great deal (its CRP chains have gains far above 1), so the
-outputs depend on which CPU kernels run. Measured here (torch 2.14, oneDNN,
-AVX-512): with 2 or more threads the difference to the saved arrays is 0.0;
-with 1 thread oneDNN picks other kernels and it is 0.0064; normalising in
-float64 instead gives 0.0375. The suite runs with one thread (conftest), so
-this test asks for two.
+How check 3 stays honest on any CPU: this random-weight checkpoint amplifies float32
+rounding a great deal (its chained-residual-pooling blocks have gains far above 1),
+and oneDNN picks different kernels (summation orders) per CPU, per thread count and
+per build, so no float32 result is the same everywhere: the saved arrays match our
+float32 run exactly on the Xeon they were made on, and by 0.010 on an AMD EPYC. The
+test therefore runs our model in float64, which is exact to ~1e-10 here, on that
+same float32 input, and measures on the machine it runs on how far float32 itself
+strays from that: our float32 forward through oneDNN with one and two threads and
+through PyTorch's native kernels. The reference's outputs, being a float32 run of
+the same network, must lie within ``FLOAT32_MARGIN`` times that spread of the
+float64 result, head by head, and the spread itself must be small against the
+outputs (under 1 % of their largest value), so a wrong transcription, which moves
+outputs by their own magnitude, cannot pass. Measured on an AMD EPYC (torch 2.14):
+the reference is 0.037 (segm, largest value 12.0) and 0.012 (depth, 4.4) from
+float64; float32 kernels stray by up to 0.031 and 0.010.
 """
 from __future__ import annotations
 
@@ -132,8 +140,29 @@ def test_model_matches_reference_forward(name: str) -> None:
         assert torch.allclose(ours[head], want, rtol=0, atol=1e-4), f"{head}: {(ours[head] - want).abs().max()}"
 
 
+# How far beyond float32's own measured spread the reference's float32 run may lie: its
+# kernels are a further sample of the same rounding, and a maximum over a few samples
+# is not the maximum over all.
+FLOAT32_MARGIN = 3.0
+
+
+def _forward(model: HydraNet, x: torch.Tensor, threads: int, onednn: bool = True) -> dict[str, np.ndarray]:
+    saved = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    torch.set_num_threads(threads)
+    torch.backends.mkldnn.enabled = onednn
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.backends.mkldnn.enabled = saved[1]
+    return {head: out[head][0].double().numpy() for head in ("segm", "depth")}
+
+
 @needs_reference
 def test_kitti6_checkpoint_reproduces_reference_outputs() -> None:
+    """Check 3 of the module docstring: the reference's float32 outputs lie within
+    float32's measured rounding of our float64 result."""
     import cv2
 
     from hydranet_ros.inference.predictor import normalise
@@ -145,16 +174,16 @@ def test_kitti6_checkpoint_reproduces_reference_outputs() -> None:
     rgb = cv2.cvtColor(cv2.imread(str(REFERENCE / "kitti6_input.png")), cv2.COLOR_BGR2RGB)
     assert rgb.shape == (370, 1226, 3)  # not a multiple of 32
     x = normalise(torch.from_numpy(rgb).permute(2, 0, 1)[None], IMAGENET_MEAN, IMAGENET_STD)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)  # see the module docstring
-    try:
-        with torch.no_grad():
-            out = model(x)
-    finally:
-        torch.set_num_threads(threads)
-    segm, depth = out["segm"][0].numpy(), out["depth"][0].numpy()
-    ref_segm, ref_depth = np.load(REFERENCE / "kitti6_segm.npy"), np.load(REFERENCE / "kitti6_depth.npy")
-    assert segm.shape == ref_segm.shape == (6, 93, 307)
-    assert depth.shape == ref_depth.shape == (1, 93, 307)
-    assert np.abs(segm - ref_segm).max() < 1e-4, f"segm max |diff| {np.abs(segm - ref_segm).max()}"
-    assert np.abs(depth - ref_depth).max() < 1e-4, f"depth max |diff| {np.abs(depth - ref_depth).max()}"
+    exact = _forward(model.double(), x.double(), threads=2)
+    model.float()
+    float32_runs = [_forward(model, x, 1), _forward(model, x, 2), _forward(model, x, 2, onednn=False)]
+    reference = {"segm": np.load(REFERENCE / "kitti6_segm.npy"), "depth": np.load(REFERENCE / "kitti6_depth.npy")}
+    assert reference["segm"].shape == exact["segm"].shape == (6, 93, 307)
+    assert reference["depth"].shape == exact["depth"].shape == (1, 93, 307)
+    for head, saved in reference.items():
+        spread = max(float(np.abs(run[head] - exact[head]).max()) for run in float32_runs)
+        scale = float(np.abs(exact[head]).max())
+        off = float(np.abs(saved - exact[head]).max())
+        assert spread < 0.01 * scale, f"{head}: float32 strays {spread:.3g} from float64 (scale {scale:.3g})"
+        assert off <= FLOAT32_MARGIN * spread, \
+            f"{head}: reference is {off:.3g} from float64, float32 strays only {spread:.3g} (scale {scale:.3g})"
