@@ -61,6 +61,15 @@ def test_onnxruntime_cannot_honour_bf16_so_eager_runs(log_capture: LogCapture) -
     assert "precision bf16 cannot be honoured" in log_capture.text or "not installed" in log_capture.text
 
 
+def test_missing_onnx_exporter_is_named(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    if backends.onnxruntime_providers() is None:
+        pytest.skip("onnxruntime is not installed: the exporter is not the first thing missing")
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
+        p = predictor("onnxruntime")
+    assert p.backend == "eager" and "the onnx package is not installed" in caplog.text
+
+
 def test_missing_onnxruntime_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch, log_capture: LogCapture) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):

@@ -77,8 +77,19 @@ def cpu_compiler_missing() -> str | None:
     return None
 
 
-def unavailable_reason(backend: str, device: torch.device, precision: str, have_model: bool) -> str | None:
-    """Why ``backend`` cannot run here as asked, or None if it can (as far as can be told before building it)."""
+def onnx_exporter_missing() -> str | None:
+    """Why the network cannot be exported to ONNX here, or None."""
+    try:
+        import onnx  # noqa: F401 - torch's exporter needs it
+    except ImportError:
+        return "the onnx package is not installed, and it is needed to export the network (pip install onnx)"
+    return None
+
+
+def unavailable_reason(backend: str, device: torch.device, precision: str, have_model: bool,
+                       export: bool = False) -> str | None:
+    """Why ``backend`` cannot run here as asked, or None if it can (as far as can be told before
+    building it); ``export``: the ONNX backends would have to export the network first."""
     if backend in ("eager", "compile", "cudagraph") and not have_model:
         return "it needs the PyTorch weights, and this predictor was given only an ONNX graph"
     if backend == "cudagraph" and device.type != "cuda":
@@ -101,6 +112,8 @@ def unavailable_reason(backend: str, device: torch.device, precision: str, have_
                 return f"the exported ONNX graph is fp32, so precision {precision} cannot be honoured"
             if device.type == "cuda" and "CUDAExecutionProvider" not in providers:
                 return f"onnxruntime has no CUDAExecutionProvider (has {', '.join(providers)}); install onnxruntime-gpu"
+        if export:
+            return onnx_exporter_missing()
     return None
 
 
@@ -116,7 +129,7 @@ def build_runner(requested: str, network: FrameNetwork, device: torch.device, pr
     level = logging.INFO if requested == "auto" else logging.WARNING
     have_model = network.module is not None
     for backend in fallback_chain(requested, device):
-        reason = unavailable_reason(backend, device, precision, have_model)
+        reason = unavailable_reason(backend, device, precision, have_model, export=onnx_source is None)
         if reason is None:
             try:
                 runner = _build(backend, network, device, precision, onnx_source)

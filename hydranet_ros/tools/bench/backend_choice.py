@@ -37,7 +37,7 @@ def compare_backends(model: HydraNet, card: ModelCard, device: torch.device, fra
     predictors: dict[str, Predictor] = {}
     for backend in candidates or CANDIDATES[device.type]:
         precision = choose_precision("auto", device, backend)
-        reason = unavailable_reason(backend, device, precision, have_model=True)
+        reason = unavailable_reason(backend, device, precision, have_model=True, export=True)
         if reason is None:
             predictor = Predictor(model, card, device=device, precision="auto", backend=backend)
             for _ in range(warmup):  # compiles or captures this size; a failure switches to eager here
