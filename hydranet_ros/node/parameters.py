@@ -86,13 +86,16 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "auto", "Inference device: auto (CUDA if available), cpu, cuda or cuda:N",
               device),
     ParamSpec("precision", "auto",
-              "Inference precision: auto (fp16 on CUDA, fp32 on the CPU), fp32, fp16 or bf16; one the "
-              "device cannot run falls back with a warning (fp16 on the CPU to fp32, bf16 to fp16)",
+              "Inference precision: auto (fp16 on CUDA, fp32 on the CPU and with the onnxruntime backend, "
+              "whose graph is fp32), fp32, fp16 or bf16; one the device cannot run falls back with a "
+              "warning (fp16 on the CPU to fp32, bf16 to fp16)",
               choice(PRECISION_CHOICES), PRECISION_CHOICES),
     ParamSpec("backend", "auto",
-              "How the network runs: auto (CUDA graphs on a GPU, eager on the CPU), eager, compile "
-              "(torch.compile), cudagraph, onnxruntime or tensorrt; an unavailable one falls back "
-              "with a warning and the log and diagnostics name the one that runs",
+              "How the network runs: auto (the fastest the device offers, as hydranet_bench "
+              "--compare-backends measures it: CUDA graphs on a GPU; on the CPU onnxruntime, else "
+              "compile, else eager), eager, compile (torch.compile), cudagraph, onnxruntime or tensorrt; "
+              "an unavailable one falls back with a warning and the log and diagnostics name the one "
+              "that runs",
               choice(BACKENDS), BACKENDS),
     ParamSpec("warmup_size", DEFAULT_WARMUP_SIZE,
               "Input size WIDTHxHEIGHT run through the network before the first frame, so that "

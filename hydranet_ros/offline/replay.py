@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                        help="default auto: fp16 on CUDA, fp32 on the CPU")
     model.add_argument("--backend", default="auto", choices=BACKENDS,
-                       help="how the network runs (default auto: CUDA graphs on CUDA, eager on the CPU); "
+                       help="how the network runs (default auto: CUDA graphs on CUDA, ONNX Runtime on the CPU); "
                             "an unavailable one falls back with a warning and the report names the one that ran")
     model.add_argument("--overlay-alpha", type=float, default=0.5)
     model.add_argument("--depth-colormap", default="turbo")
