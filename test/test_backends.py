@@ -47,7 +47,7 @@ def test_unavailable_backend_falls_back_with_a_logged_reason(requested: str, exp
                                                              log_capture: LogCapture) -> None:
     if expected == "onnxruntime":
         pytest.importorskip("onnxruntime")
-    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
+    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference"):
         p = predictor(requested)
     assert p.backend == expected and p.requested_backend == requested
     assert reason in log_capture.text and "falling back" in log_capture.text
@@ -55,24 +55,24 @@ def test_unavailable_backend_falls_back_with_a_logged_reason(requested: str, exp
 
 
 def test_onnxruntime_cannot_honour_bf16_so_eager_runs(log_capture: LogCapture) -> None:
-    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
+    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference"):
         p = predictor("onnxruntime", precision="bf16")
     assert p.backend == "eager" and p.dtype == torch.bfloat16
     assert "precision bf16 cannot be honoured" in log_capture.text or "not installed" in log_capture.text
 
 
-def test_missing_onnx_exporter_is_named(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_onnx_exporter_is_named(monkeypatch: pytest.MonkeyPatch, log_capture: LogCapture) -> None:
     if backends.onnxruntime_providers() is None:
         pytest.skip("onnxruntime is not installed: the exporter is not the first thing missing")
     monkeypatch.setitem(sys.modules, "onnx", None)
-    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
+    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference"):
         p = predictor("onnxruntime")
-    assert p.backend == "eager" and "the onnx package is not installed" in caplog.text
+    assert p.backend == "eager" and "the onnx package is not installed" in log_capture.text
 
 
 def test_missing_onnxruntime_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch, log_capture: LogCapture) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
-    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
+    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference"):
         p = predictor("onnxruntime")
     assert p.backend == "eager"
     assert "onnxruntime is not installed" in log_capture.text
@@ -98,7 +98,7 @@ def test_compile_failure_switches_to_eager_and_reports_it(monkeypatch: pytest.Mo
     monkeypatch.setattr(torch, "compile", broken_compile)
     p = predictor("compile")
     assert p.backend == "compile"  # compilation happens on the first call
-    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference.backends"):
+    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference"):
         result = p.predict(IMAGE, OUTPUTS)
     assert p.backend == "eager"
     assert "inductor exploded" in log_capture.text
@@ -112,12 +112,12 @@ def test_auto_on_the_cpu_is_the_fastest_installed_path(monkeypatch: pytest.Monke
     assert fallback_chain("auto", torch.device("cuda")) == ("cudagraph", "eager")
     assert fallback_chain("auto", torch.device("cpu")) == ("onnxruntime", "compile", "eager")
     if backends.onnxruntime_providers() is not None:
-        with log_capture.at_level(logging.INFO, logger="hydranet_ros.inference.backends"):
+        with log_capture.at_level(logging.INFO, logger="hydranet_ros.inference"):
             assert predictor("auto").backend == "onnxruntime"
         assert "backend auto on cpu: running onnxruntime" in log_capture.text
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
     log_capture.clear()
-    with log_capture.at_level(logging.INFO, logger="hydranet_ros.inference.backends"):
+    with log_capture.at_level(logging.INFO, logger="hydranet_ros.inference"):
         p = predictor("auto")
     assert p.backend == "compile"
     # expected for auto: said at info level, not as a warning

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_card, make_model
+from conftest import LogCapture, make_card, make_model
 from safetensors.torch import save_file
 
 from hydranet_ros.inference.integrity import CHECKSUM_KEY, tensor_checksum
@@ -171,22 +171,22 @@ def test_save_refuses_non_finite_tensors(tmp_path: Path) -> None:
     assert not (tmp_path / "nan.safetensors").exists()
 
 
-def test_a_file_without_checksum_loads_with_a_notice(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_file_without_checksum_loads_with_a_notice(tmp_path: Path, log_capture: LogCapture) -> None:
     card = make_card()
     model = make_model(card, seed=3)
     path = _write(tmp_path / "older.safetensors", card.to_json(), model.state_dict())
-    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.weights"):
+    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference.weights"):
         loaded, _ = load_weights(path)
-    assert "older.safetensors: has no tensor checksum" in caplog.text
+    assert "older.safetensors: has no tensor checksum" in log_capture.text
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
 def test_saved_files_carry_a_checksum_and_load_without_a_notice(weights_file: Path,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="hydranet_ros.inference.weights"):
+                                                              log_capture: LogCapture) -> None:
+    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference.weights"):
         load_weights(weights_file)
         load_weights(SHIPPED)
-    assert caplog.text == ""
+    assert log_capture.text == ""
     from safetensors import safe_open
 
     with safe_open(str(SHIPPED), framework="pt") as handle:

@@ -45,6 +45,12 @@ class FrameNetwork(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32, device=device), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32, device=device), persistent=False)
 
+    def set_memory_format(self, memory_format: torch.memory_format) -> None:
+        """Move the module's weights (and the prepared input) to ``memory_format``."""
+        if self.module is not None:
+            self.module.to(memory_format=memory_format)
+        self.memory_format = memory_format
+
     def prepare(self, images: torch.Tensor, channels: str = "rgb") -> torch.Tensor:
         x = normalise(to_rgb(images, channels).permute(0, 3, 1, 2), self.mean, self.std)
         return x.to(dtype=self.dtype).contiguous(memory_format=self.memory_format)

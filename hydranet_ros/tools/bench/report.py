@@ -166,19 +166,6 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or "cpu"
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
-
-
 def report(args: argparse.Namespace, device: torch.device, results: Sequence[Result], ratios: Sequence[dict],
            scale: Sequence[dict], extra: dict | None = None) -> dict:
     """The JSON report; ``extra`` holds the optional sections (backend comparison, host copies)."""
