@@ -4,6 +4,21 @@ from setuptools import find_packages, setup
 
 PACKAGE = "hydranet_ros"
 
+# The torch/torchvision pair both README commands install (extra "torch"): the one place
+# for the pins. PyPI's CUDA build, which runs on the CPU as well; leave the extra out to
+# keep a pair installed for another CUDA version.
+TORCH_PAIR = ["torch==2.14.1", "torchvision==0.29.1"]
+
+# ROS 2 Jazzy from PyPI (extra "ros"): real rclpy over Fast DDS for the node and its tests
+# without a ROS installation. The wheels exist for Linux x86_64 (CPython 3.10-3.13) only;
+# elsewhere the extra installs nothing, and where ROS 2 is sourced the README's command
+# asks for "system-ros" instead, so that the installation's own rclpy is the one used.
+ON_ROS_WHEEL_PLATFORMS = ('platform_system == "Linux" and platform_machine == "x86_64" '
+                          'and python_version < "3.14"')
+ROS_WHEELS = [f"{name}; {ON_ROS_WHEEL_PLATFORMS}" for name in (
+    "ros-jazzy-rclpy", "ros-jazzy-sensor-msgs", "ros-jazzy-std-msgs", "ros-jazzy-std-srvs",
+    "ros-jazzy-diagnostic-msgs", "ros-jazzy-rmw-fastrtps-cpp")]
+
 setup(
     name=PACKAGE,
     version="0.1.0",
@@ -14,7 +29,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
         (f"share/{PACKAGE}/weights", glob("weights/*.safetensors")),
     ],
     package_data={PACKAGE: ["py.typed"]},
@@ -47,6 +62,9 @@ setup(
         # parser) and .tflite teachers for distillation (ai-edge-litert: Google's interpreter)
         "tflite": ["tflite>=2.10", "ai-edge-litert>=1.2"],
         "test": ["pytest", "onnx>=1.15", "onnxruntime>=1.17", "tflite>=2.10", "ai-edge-litert>=1.2"],
+        "torch": TORCH_PAIR,
+        "ros": ROS_WHEELS,
+        "system-ros": [],   # ROS 2 is sourced: its rclpy, sensor_msgs ... are used as they are
     },
     zip_safe=True,
     entry_points={

@@ -2,9 +2,13 @@
 
     ros2 launch hydranet_ros hydranet.launch.py image_topic:=/camera/image_raw rviz:=true
 
-The node's topics are relative (image, depth/image, ...): this file remaps its
-inputs onto the camera's topics, so the same node runs under any namespace.
+The node's topics are relative (image, depth/image, ...). It runs in the camera's
+namespace, as image_pipeline nodes do, so its outputs sit next to the camera:
+/camera/image_raw gives /camera/depth/image, /camera/segmentation/image and so on,
+the names hydranet_replay writes. Its inputs are remapped onto the camera's topics.
 """
+import os
+
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -16,11 +20,29 @@ PACKAGE = "hydranet_ros"
 TRUE_WORDS = ("true", "1", "yes", "on")
 
 
+def camera_namespace_for(image_topic: str) -> str:
+    """The namespace the camera's image lives in: /camera/image_raw -> /camera, /image -> /,
+    image -> "" (relative). The rule of hydranet_replay's --output-namespace default
+    (hydranet_ros.messages.topics.camera_namespace) for a raw image topic; kept here so
+    that launching needs no import of the package (and of torch)."""
+    head, slash, _ = image_topic.rstrip("/").rpartition("/")
+    return (head or "/") if slash else ""
+
+
 def camera_info_topic_for(image_topic: str) -> str:
     """camera_info sits beside the image it describes (image_transport's convention):
     /camera/image_raw -> /camera/camera_info."""
-    head, slash, _ = image_topic.rstrip("/").rpartition("/")
-    return f"{head}/camera_info" if slash else "camera_info"
+    namespace = camera_namespace_for(image_topic)
+    return f"{namespace.rstrip('/')}/camera_info" if namespace else "camera_info"
+
+
+def dds_environment(profile: str, environment: dict) -> dict:
+    """The node's Fast DDS profile, unless the user's environment already names one (or
+    ``profile`` is empty). Fast DDS reads either variable, depending on its version."""
+    if not profile or environment.get("FASTRTPS_DEFAULT_PROFILES_FILE") or \
+            environment.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        return {}
+    return {"FASTRTPS_DEFAULT_PROFILES_FILE": profile, "FASTDDS_DEFAULT_PROFILES_FILE": profile}
 
 
 def _arguments() -> list:
@@ -42,7 +64,17 @@ def _arguments() -> list:
                               default_value=PathJoinSubstitution([share, "config", "hydranet.yaml"]),
                               description="Node parameters (ros__parameters YAML)"),
         DeclareLaunchArgument("namespace", default_value="",
-                              description="Namespace of the node (and of RViz)"),
+                              description="Namespace of the node, its outputs and RViz; empty = the "
+                                          "camera's (image_topic's) namespace, so that the outputs sit "
+                                          "next to the camera"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="Configure and activate the node at start; false = leave it "
+                                          "unconfigured for a lifecycle manager (ros2 lifecycle set ...)"),
+        DeclareLaunchArgument("dds_profile",
+                              default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),
+                              description="Fast DDS XML profile for the node (room for large images in "
+                                          "shared memory); empty = none. An exported "
+                                          "FASTRTPS_DEFAULT_PROFILES_FILE is kept"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="Use /clock (true when replaying a bag)"),
         DeclareLaunchArgument("rviz", default_value="false",
@@ -65,9 +97,9 @@ def _launch_setup(context, *args, **kwargs) -> list:
     image_topic = value("image_topic")
     use_sim_time = value("use_sim_time").lower() in TRUE_WORDS
     rviz = value("rviz").lower() in TRUE_WORDS
-    namespace = value("namespace")
+    namespace = value("namespace") or camera_namespace_for(image_topic)
 
-    overrides = {"use_sim_time": use_sim_time}
+    overrides = {"use_sim_time": use_sim_time, "autostart": value("autostart").lower() in TRUE_WORDS}
     for name in ("weights", "device", "input_transport"):
         if value(name):
             overrides[name] = value(name)
@@ -81,6 +113,7 @@ def _launch_setup(context, *args, **kwargs) -> list:
                     ("image/compressed", f"{image_topic}/compressed"),
                     ("camera_info", value("camera_info_topic") or camera_info_topic_for(image_topic))],
         arguments=["--ros-args", "--log-level", value("log_level")],
+        additional_env=dds_environment(value("dds_profile"), dict(os.environ)),
         output="screen", emulate_tty=True,
         # a node that cannot start (bad parameter, missing weights) ends the launch
         # rather than leaving RViz open on empty displays

@@ -3,9 +3,15 @@
     ros2 launch hydranet_ros replay.launch.py bag:=/data/drive image_topic:=/camera/image_raw
 
 `ros2 bag play --clock` publishes /clock from the bag's timestamps, so latency and
-stamps in the node's outputs refer to the recording, not to the wall clock.
+stamps in the node's outputs refer to the recording, not to the wall clock. The
+node runs as hydranet.launch.py runs it: its outputs sit next to the bag's camera
+(/camera/image_raw gives /camera/depth/image ...), the names hydranet_replay writes.
+The player gets the same Fast DDS profile as the node: a bag recorded from a
+best-effort camera plays best effort, and large frames then need it (README, QoS).
 """
+import importlib.util
 import os
+from pathlib import Path
 
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, OpaqueFunction, TimerAction
 from launch.launch_description_sources import PythonLaunchDescriptionSource
@@ -18,7 +24,15 @@ PACKAGE = "hydranet_ros"
 TRUE_WORDS = ("true", "1", "yes", "on")
 # arguments passed through unchanged to hydranet.launch.py
 FORWARDED = ("image_topic", "camera_info_topic", "input_transport", "weights", "device",
-             "params_file", "namespace", "rviz", "log_level")
+             "params_file", "namespace", "rviz", "log_level", "dds_profile")
+
+
+def _hydranet_launch():
+    """hydranet.launch.py, which lies beside this file (in the source tree and when installed)."""
+    spec = importlib.util.spec_from_file_location("hydranet_launch", Path(__file__).with_name("hydranet.launch.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _arguments() -> list:
@@ -45,7 +59,11 @@ def _arguments() -> list:
         DeclareLaunchArgument("params_file",
                               default_value=PathJoinSubstitution([share, "config", "hydranet.yaml"]),
                               description="Node parameters (ros__parameters YAML)"),
-        DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="Namespace of the node and its outputs; empty = the camera's"),
+        DeclareLaunchArgument("dds_profile",
+                              default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),
+                              description="Fast DDS XML profile for the player and the node; empty = none"),
         DeclareLaunchArgument("rviz", default_value="true", description="Open RViz"),
         DeclareLaunchArgument("log_level", default_value="info", description="Log level of the node"),
     ]
@@ -61,8 +79,9 @@ def _play_bag(context, *args, **kwargs) -> list:
            "--clock", value("clock_hz"), "--rate", value("rate")]
     if value("loop").lower() in TRUE_WORDS:
         cmd.append("--loop")
+    env = _hydranet_launch().dds_environment(value("dds_profile"), dict(os.environ))
     return [TimerAction(period=float(value("delay")),
-                        actions=[ExecuteProcess(cmd=cmd, name="bag_play", output="screen")])]
+                        actions=[ExecuteProcess(cmd=cmd, name="bag_play", output="screen", additional_env=env)])]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -5,11 +5,12 @@ import ast
 import importlib.util
 import py_compile
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
 
-from hydranet_ros.messages.topics import IMAGE_TOPIC, OUTPUT_SPECS, POINTS_TOPIC
+from hydranet_ros.messages.topics import IMAGE_TOPIC, OUTPUT_SPECS, POINTS_TOPIC, camera_namespace, join_topic
 from hydranet_ros.node.parameters import PARAMS_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +19,7 @@ REPLAY_LAUNCH = ROOT / "launch" / "replay.launch.py"
 RVIZ = ROOT / "config" / "hydranet.rviz"
 LAUNCH_FILES = (HYDRANET_LAUNCH, REPLAY_LAUNCH)
 NO_LAUNCH = "ROS 2 launch/launch_ros are not importable (ROS 2 is not sourced)"
+IMAGE_TYPE = "sensor_msgs/msg/Image"
 
 
 def _declared_arguments(path: Path) -> dict[str, bool]:
@@ -30,11 +32,12 @@ def _declared_arguments(path: Path) -> dict[str, bool]:
 
 
 def _function(path: Path, name: str):
-    """One plain function from a launch file, without importing launch."""
+    """One plain function from a launch file, without importing launch (the file's other
+    functions are defined too, for the ones it calls)."""
     tree = ast.parse(path.read_text())
-    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     namespace: dict = {}
-    exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
+    exec(compile(ast.Module(body=functions, type_ignores=[]), str(path), "exec"), namespace)
     return namespace[name]
 
 
@@ -69,8 +72,11 @@ def test_parameter_overrides_in_launch_name_real_parameters():
             names |= {k.arg for k in node.keywords}
         if isinstance(node, ast.For) and isinstance(node.iter, ast.Tuple):
             names |= {e.value for e in node.iter.elts}
-    assert names == {"weights", "device", "input_transport", "publish_depth_colour", "publish_segm_colour"}
-    assert names <= set(PARAMS_BY_NAME)
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "overrides":
+            names |= {key.value for key in node.value.keys}
+    assert names == {"use_sim_time", "autostart", "weights", "device", "input_transport", "publish_depth_colour",
+                     "publish_segm_colour"}
+    assert names - {"use_sim_time"} <= set(PARAMS_BY_NAME)   # use_sim_time is rclpy's own
 
 
 @pytest.mark.parametrize("image_topic, expected", [
@@ -82,6 +88,41 @@ def test_parameter_overrides_in_launch_name_real_parameters():
 ])
 def test_camera_info_beside_the_image(image_topic, expected):
     assert _function(HYDRANET_LAUNCH, "camera_info_topic_for")(image_topic) == expected
+
+
+@pytest.mark.parametrize("image_topic", ["/camera/image_raw", "/front/left/image_rect", "/image", "/a/b/c/image"])
+def test_the_node_runs_in_the_camera_namespace_replay_writes_to(image_topic):
+    """Outputs next to the camera: the live node's namespace is the one hydranet_replay
+    puts its outputs in for the same camera, so both give /camera/depth/image."""
+    namespace = _function(HYDRANET_LAUNCH, "camera_namespace_for")(image_topic)
+    assert namespace == camera_namespace(image_topic, IMAGE_TYPE)
+    assert join_topic(namespace, OUTPUT_SPECS[0].topic) == join_topic(camera_namespace(image_topic, IMAGE_TYPE),
+                                                                       "depth/image")
+    assert _function(HYDRANET_LAUNCH, "camera_namespace_for")("image") == ""   # relative: the launch's own
+
+
+def test_the_dds_profile_is_applied_unless_the_user_chose_one():
+    dds_environment = _function(HYDRANET_LAUNCH, "dds_environment")
+    assert dds_environment("/share/p.xml", {}) == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/share/p.xml",
+                                                   "FASTDDS_DEFAULT_PROFILES_FILE": "/share/p.xml"}
+    assert dds_environment("", {}) == {}
+    assert dds_environment("/share/p.xml", {"FASTRTPS_DEFAULT_PROFILES_FILE": "/mine.xml"}) == {}
+    assert dds_environment("/share/p.xml", {"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"}) == {}
+
+
+def test_the_shipped_dds_profile_is_installed_and_well_formed():
+    profile = ROOT / "config" / "fastdds_large_images.xml"
+    namespace = {"dds": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
+    root = ElementTree.parse(profile).getroot()
+    segment = root.find("dds:transport_descriptors/dds:transport_descriptor/dds:segment_size", namespace)
+    assert int(segment.text) >= 1920 * 1080 * 3 * 4      # a few 1080p rgb8 frames in flight
+    participant = root.find("dds:participant", namespace)
+    assert participant.get("is_default_profile") == "true"
+    used = {t.text for t in participant.findall("dds:rtps/dds:userTransports/dds:transport_id", namespace)}
+    declared = {t.text for t in root.findall("dds:transport_descriptors/dds:transport_descriptor/dds:transport_id",
+                                             namespace)}
+    assert used == declared and len(used) == 2          # shared memory and UDP (other machines)
+    assert "config/*.xml" in (ROOT / "setup.py").read_text()
 
 
 # ----- RViz -------------------------------------------------------------------------
@@ -153,7 +194,15 @@ def test_hydranet_launch_builds_the_nodes(rviz, count):
     context = LaunchContext()
     context.launch_configurations.update({
         "image_topic": "/cam/image_raw", "camera_info_topic": "", "input_transport": "", "weights": "",
-        "device": "cpu", "params_file": str(ROOT / "config" / "hydranet.yaml"), "namespace": "robot",
-        "use_sim_time": "true", "rviz": rviz, "rviz_config": str(RVIZ), "log_level": "info"})
+        "device": "cpu", "params_file": str(ROOT / "config" / "hydranet.yaml"), "namespace": "",
+        "use_sim_time": "true", "rviz": rviz, "rviz_config": str(RVIZ), "log_level": "info",
+        "autostart": "false", "dds_profile": ""})
     actions = module._launch_setup(context)
     assert len(actions) == count and all(isinstance(a, Node) for a in actions)
+    # what each Node is made with: outputs next to the camera (the node and RViz in /cam),
+    # autostart passed on, no DDS profile when it is switched off
+    made = []
+    module.Node = lambda **kwargs: made.append(kwargs) or kwargs
+    module._launch_setup(context)
+    assert [kwargs["namespace"] for kwargs in made] == ["/cam"] * count
+    assert made[0]["parameters"][1]["autostart"] is False and made[0]["additional_env"] == {}

@@ -83,7 +83,7 @@ def module_weights(tmp_path_factory) -> Path:
 @pytest.fixture
 def reference(module_weights):
     """The predictor the node wraps, run directly: what every output must equal."""
-    return load_predictor(module_weights, device="cpu", precision="auto")
+    return load_predictor(module_weights, device="cpu", precision="auto", backend="eager")
 
 
 def rgb_frame(seed: int) -> np.ndarray:
@@ -137,9 +137,10 @@ class Harness:
         self.context = Context()
         rclpy.init(context=self.context)
         self.namespace = f"/hydranet_test_{os.getpid()}_{next(_namespaces)}"
-        # warm-up at the test size: the path runs, without a 640x480 CPU pass per node
-        values = {"weights": str(default_weights), "device": "cpu", "log_period": 0.0, "warmup_size": f"{WIDTH}x{HEIGHT}",
-                  **ALL_OUTPUTS, **params}
+        # warm-up at the test size: the path runs, without a 640x480 CPU pass per node; eager
+        # PyTorch: the CPU's default (onnxruntime) exports the network first, seconds per node
+        values = {"weights": str(default_weights), "device": "cpu", "backend": "eager", "log_period": 0.0,
+                  "warmup_size": f"{WIDTH}x{HEIGHT}", **ALL_OUTPUTS, **params}
         self.node = HydraNetNode(context=self.context, namespace=self.namespace,
                                  parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
         self.probe = Node("probe", context=self.context, namespace=self.namespace)
@@ -365,14 +366,16 @@ def test_bad_frames_are_dropped_counted_and_survived(harness_factory, reference)
 
 
 def test_unsubscribed_outputs_are_not_computed(harness_factory):
-    harness = harness_factory(subscribe=("depth",))
+    # a warm-up that takes a while (seconds on a CPU): were it still running when the
+    # harness returns, its passes would show up below
+    harness = harness_factory(subscribe=("depth",), warmup_size="640x480")
     predictor = harness.node.running.predictor
     requested: list[tuple[str, ...]] = []
     predict = predictor.predict
 
-    def recording_predict(image, outputs):
+    def recording_predict(image, outputs, *args, **kwargs):
         requested.append(tuple(outputs))
-        return predict(image, outputs)
+        return predict(image, outputs, *args, **kwargs)
     # configure returned after the warm-up, so every call recorded here is a frame's
     predictor.predict = recording_predict
     stamp, _, _ = harness.publish_frame()
@@ -702,8 +705,8 @@ def test_executable_exits_with_error_on_missing_weights(tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_during_the_warm_up_ends_the_node_cleanly(module_weights, signum):
     # a 1920x1080 warm-up pass takes seconds on a CPU: the signal comes in the middle of it
-    proc = _run_node("-p", f"weights:={module_weights}", "-p", "device:=cpu", "-p", "warmup_size:=1920x1080",
-                     "-r", f"__ns:=/hydranet_signal_{os.getpid()}")
+    proc = _run_node("-p", f"weights:={module_weights}", "-p", "device:=cpu", "-p", "backend:=eager",
+                     "-p", "warmup_size:=1920x1080", "-r", f"__ns:=/hydranet_signal_{os.getpid()}")
     out = Output(proc)
     out.wait_for("warming up at 1920x1080")
     proc.send_signal(signum)
@@ -716,7 +719,8 @@ def test_a_signal_during_the_warm_up_ends_the_node_cleanly(module_weights, signu
 
 def test_ctrl_c_while_running_and_warnings_in_the_ros_log(module_weights):
     proc = _run_node("-p", f"weights:={module_weights}", "-p", "device:=cpu", "-p", "devcie:=cpu",
-                     "-p", "precision:=fp16", "-p", "warmup_size:=''", "-r", f"__ns:=/hydranet_sigint_{os.getpid()}")
+                     "-p", "precision:=fp16", "-p", "backend:=eager", "-p", "warmup_size:=''",
+                     "-r", f"__ns:=/hydranet_sigint_{os.getpid()}")
     out = Output(proc)
     out.wait_for("active: publishing")
     # a misspelt parameter is named; the predictor's fallback warning reaches the ROS log
@@ -730,8 +734,8 @@ def test_ctrl_c_while_running_and_warnings_in_the_ros_log(module_weights):
 
 def test_a_lifecycle_shutdown_ends_the_process(module_weights):
     namespace = f"/hydranet_shutdown_{os.getpid()}"
-    proc = _run_node("-p", f"weights:={module_weights}", "-p", "device:=cpu", "-p", "warmup_size:=''",
-                     "-r", f"__ns:={namespace}")
+    proc = _run_node("-p", f"weights:={module_weights}", "-p", "device:=cpu", "-p", "backend:=eager",
+                     "-p", "warmup_size:=''", "-r", f"__ns:={namespace}")
     out = Output(proc)
     out.wait_for("active: publishing")
     context = Context()

@@ -331,7 +331,10 @@ class HydraNetNode(LifecycleNode):
             run.stats.device if run is not None else "", pairs, self.get_clock().now().to_msg()))
 
     def _follow_camera_qos(self, run: Running) -> None:
-        choice = subscription_qos(run.config, self._offered_reliabilities(run.config))
+        offered = self._offered_reliabilities(run.config)
+        if not offered:
+            return   # the camera is gone: keep what suited it, for when it comes back
+        choice = subscription_qos(run.config, offered)
         if choice.reliability != run.reliability:
             self._subscribe(run, choice)
             self.get_logger().info(f"the publishers on '{run.subscription.topic_name}' call for a "
