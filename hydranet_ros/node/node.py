@@ -10,6 +10,9 @@ A thin rclpy shell: decisions live in ``parameters``, ``health`` and ``qos`` (te
 without ROS), the per-frame work in ``frames`` and the messages in ``ros_messages``.
 The subscription only parks the newest frame in the inference thread's slot
 (``worker``), so a slow GPU drops frames rather than queueing them.
+
+The module is longer than most because it is one state machine: the transitions and
+the publishers, subscriptions and timers they create and destroy stay together.
 """
 from __future__ import annotations
 
