@@ -107,3 +107,19 @@ def test_a_camera_the_subscription_cannot_match_is_diagnosed(harness_factory):
     assert harness.spin_until(lambda: "qos_reliability" in run.starved_note, timeout=10.0), run.starved_note
     assert "cannot match" in run.starved_note
     assert "qos_reliability" in diagnostics_of(harness)[-1].message
+
+
+def test_an_unexpected_error_in_configure_leaves_the_node_unconfigured_and_usable(harness_factory, monkeypatch):
+    from hydranet_ros.node import node as node_module
+
+    real = node_module.load_node_predictor
+    monkeypatch.setattr(node_module, "load_node_predictor", lambda *args: (_ for _ in ()).throw(RuntimeError("boom")))
+    harness = harness_factory(subscribe=("depth",), start=False, autostart=False)
+    assert not harness.change_state("configure")
+    assert harness.lifecycle_state() == "unconfigured" and harness.node.running is None
+    assert "RuntimeError: boom" in harness.node.failure
+    monkeypatch.setattr(node_module, "load_node_predictor", real)
+    assert harness.change_state("configure") and harness.change_state("activate")
+    harness.wait_until_listening()
+    stamp, _, _ = harness.publish_frame()
+    harness.outputs_for(stamp, ("depth",))

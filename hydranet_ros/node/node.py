@@ -103,7 +103,9 @@ class HydraNetNode(LifecycleNode):
 
     # ----- lifecycle transitions ------------------------------------------------
     # rclpy turns an exception in a transition into ERROR without a word, so each
-    # transition logs its own reason and returns FAILURE, leaving a defined state.
+    # transition logs its own reason: an expected failure returns FAILURE (the node
+    # stays where it was), anything else ERROR, after which on_error frees what was
+    # built and the node is unconfigured.
 
     def _transition(self, name: str, action: Callable[[], None], new_state: str) -> "TransitionCallbackReturn":
         try:
@@ -114,10 +116,8 @@ class HydraNetNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         except Exception as error:  # noqa: BLE001 - a bug must not leave the node half-built
             self.get_logger().error(f"{name} failed: {type(error).__name__}: {error}")
-            self._release(EXIT_WAIT_S)
-            self.state = "unconfigured"
             self.failure = f"{name} failed: {type(error).__name__}: {error}"
-            return TransitionCallbackReturn.FAILURE
+            return TransitionCallbackReturn.ERROR
         self.state = new_state
         return TransitionCallbackReturn.SUCCESS
 
