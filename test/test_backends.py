@@ -188,6 +188,31 @@ def test_host_buffers_are_reused_only_once_released() -> None:
     assert (kept == 1.0).all() and buffers.allocations == 4
 
 
+def test_the_staged_path_counts_its_copies_and_reuses_its_buffers() -> None:
+    """The CUDA path's host side (staging buffer, reused output buffers), run on the CPU
+    with plain host buffers in place of pinned ones: what test_cuda.py checks on a GPU."""
+    p = predictor("eager")
+    bgr = np.ascontiguousarray(IMAGE[:, :, ::-1])
+    direct = p.predict(bgr, OUTPUTS, channels="bgr")
+    p.transfer = Transfer(torch.device("cpu"), staged=True)
+    first = p.predict(bgr, OUTPUTS, channels="bgr")
+    for name in OUTPUTS:
+        np.testing.assert_array_equal(getattr(first, name), getattr(direct, name), err_msg=name)
+    kept = first.depth.copy()
+    allocations, counted = p.transfer.buffers.allocations, dict(p.transfer.counter)
+    second = p.predict(bgr, ("depth", "labels", "overlay"), channels="bgr")  # first is still held: new buffers
+    np.testing.assert_array_equal(first.depth, kept)
+    assert p.transfer.buffers.allocations == allocations + 3
+    del first, second
+    allocations = p.transfer.buffers.allocations
+    for _ in range(3):
+        p.predict(bgr, ("depth", "labels", "overlay"), channels="bgr")  # each dropped at once: reused
+    assert p.transfer.buffers.allocations == allocations
+    frame, outputs = IMAGE.nbytes, IMAGE.shape[0] * IMAGE.shape[1] * (4 + 1 + 3)
+    per_frame = {kind: (p.transfer.counter[kind] - counted[kind]) // 4 for kind in counted}
+    assert per_frame == {"host": frame, "to_device": frame, "to_host": outputs}
+
+
 @pytest.mark.parametrize("channels", ["bgr", "rgba", "bgra", "mono"])
 def test_channel_orders_are_converted_on_the_device(eager_result, channels: str) -> None:
     p = predictor("eager")

@@ -81,11 +81,14 @@ class HostBuffers:
 
 
 class Transfer:
-    """The predictor's host <-> device copies for one device."""
+    """The predictor's host <-> device copies for one device. ``staged`` (default: on
+    CUDA) moves frames and outputs through the reused host buffers; on the CPU it only
+    serves to test that path where no GPU is."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, staged: bool | None = None) -> None:
         self.device = device
         self.cuda = device.type == "cuda"
+        self.staged = self.cuda if staged is None else staged
         self.buffers = HostBuffers(pin=self.cuda)
         self.counter = CopyCounter()
 
@@ -95,7 +98,7 @@ class Transfer:
         if frame.strides and min(frame.strides) < 0:  # e.g. image[:, :, ::-1]: torch needs positive strides
             frame = np.ascontiguousarray(frame)
             self.counter.add("host", frame.nbytes)
-        if not self.cuda:
+        if not self.staged:
             return wrap_frame(frame)[None]
         staging = self.buffers.get("frame", (1, *frame.shape), torch.uint8)
         np.copyto(staging.numpy()[0], frame)
@@ -109,11 +112,11 @@ class Transfer:
 
     def download(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
         """Device tensors -> numpy arrays (views of reused pinned buffers on CUDA)."""
-        if not self.cuda:
+        if not self.staged:
             return {name: tensor.numpy() for name, tensor in tensors.items()}
         for name, tensor in tensors.items():
             self.buffers.get(name, tuple(tensor.shape), tensor.dtype).copy_(tensor, non_blocking=True)
             self.counter.add("to_host", tensor.numel() * tensor.element_size())
-        if tensors:
+        if tensors and self.cuda:
             torch.cuda.current_stream(self.device).synchronize()
         return {name: self.buffers.lend(name) for name in tensors}

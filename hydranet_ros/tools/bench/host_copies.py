@@ -12,8 +12,8 @@ Now: the frame goes as it is (``channels="bgr"``) through one reused pinned stag
 buffer straight into the backend's input, the outputs come back into reused pinned
 buffers, and the message builders copy each output once (``messages.builders``).
 On the CPU there is no bus: both paths use the result tensors' memory in place, and
-the channel swap, now part of the network's preprocessing, is one pass over the
-frame there as it was in the decoder.
+the channel swap, now part of the network's preprocessing on the device, is still a
+pass over the frame in host memory there; it is counted as such.
 """
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ...inference.colour import to_rgb
 from ...inference.predictor import Predictor
-from ...inference.transfer import CopyCounter
+from ...inference.transfer import CopyCounter, wrap_frame
 from ...messages.builders import byte_array
 
 OUTPUTS = ("depth", "labels", "overlay")
@@ -67,6 +68,11 @@ def current_path(predictor: Predictor, frame_bgr: np.ndarray, outputs: Sequence[
     before, allocations = CopyCounter(transfer.counter), transfer.buffers.allocations
     prediction = predictor.predict(frame_bgr, outputs, channels="bgr")
     counter = CopyCounter({kind: transfer.counter[kind] - before[kind] for kind in KINDS})
+    if predictor.device.type == "cpu":  # the device is the host: a channel swap that copies counts
+        frame = wrap_frame(frame_bgr)
+        swapped = to_rgb(frame, "bgr")
+        if swapped.untyped_storage().data_ptr() != frame.untyped_storage().data_ptr():
+            counter.add("host", swapped.numel() * swapped.element_size())
     for name in outputs:
         counter.add("host", len(byte_array(np.ascontiguousarray(getattr(prediction, name)))))  # the message's data
     return counter, transfer.buffers.allocations - allocations
