@@ -89,7 +89,8 @@ def _serve(node_module, argv: list[str], stop: threading.Event) -> tuple[int, bo
         if node is not None:
             clean = node.close(node_module.EXIT_WAIT_S)
             node.destroy_node()
-        rclpy.try_shutdown()
+        if rclpy.ok():   # rclpy.try_shutdown is missing in some distributions
+            rclpy.shutdown()
     return code, clean
 
 
