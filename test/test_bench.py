@@ -155,6 +155,18 @@ def test_bad_flags_give_clear_errors(argv: list[str], message: str, capsys: pyte
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_a_corrupted_weights_file_is_refused_before_any_process_starts(weights_file: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    data = bytearray(weights_file.read_bytes())
+    data[-1001] ^= 0x10
+    bad = tmp_path / "flipped.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--device", "cpu", "--weights", str(bad), "--isolate", "--iters", "1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "flipped.safetensors" in err and "corrupted" in err
+
+
 def test_isolated_children_get_the_common_flags() -> None:
     argv = ["--device", "cpu", "--variants", "segm", "depth", "--json", "x.json", "--iters=3", "--isolate",
             "--chart=c.png", "--resolution", "64x48"]

@@ -14,7 +14,6 @@ import torch
 from ...common.sizes import parse_size
 from ...inference.backends import BACKENDS
 from ...inference.predictor import PRECISIONS, Predictor, resolve_device, resolve_precision
-from ...inference.weights import WeightsError
 from . import __doc__ as PACKAGE_DOC
 from .backend_choice import compare_backends, format_comparison
 from .chart import draw_chart
@@ -113,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             resolve_precision(precision, device)
         if args.weights and not args.weights.is_file():
             raise ValueError(f"weights file not found: {args.weights}")
-    except ValueError as exc:
+        if args.weights:
+            load_model(args.weights)  # a bad file is refused here, not in each per-variant process
+    except ValueError as exc:  # WeightsError included
         parser.error(str(exc))
     only_extras = args.compare_backends or args.host_copies
     default_sizes = [HOST_COPY_RESOLUTION] if args.host_copies and not args.compare_backends else DEFAULT_RESOLUTIONS
@@ -126,11 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.isolate = device.type == "cpu"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: every variant gets autotuned kernels
-    try:
-        results = [] if only_extras else measure_variants(args, argv, device)
-        extra = measure_extras(args, device)
-    except WeightsError as exc:
-        parser.error(str(exc))
+    results = [] if only_extras else measure_variants(args, argv, device)
+    extra = measure_extras(args, device)
     ratios, scale = comparisons(results), scaling(results)
     if not args.quiet:
         print(f"{device_name(device)} ({device}), torch {torch.__version__}")
