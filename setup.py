@@ -76,6 +76,7 @@ setup(
             "hydranet_bench = hydranet_ros.tools.bench:main",
             "hydranet_export = hydranet_ros.tools.export:main",
             "hydranet_faces = hydranet_ros.tools.faces:main",
+            "hydranet_segeval = hydranet_ros.tools.segeval:main",
         ],
     },
 )

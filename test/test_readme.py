@@ -38,7 +38,7 @@ def test_output_topic_table_matches_the_output_specs() -> None:
 
 def test_every_console_script_is_documented_and_has_help(capsys) -> None:
     scripts = _console_scripts()
-    assert len(scripts) == 7
+    assert len(scripts) == 8
     documented = re.findall(r"^\| `(hydranet_\w+)` \|", _section("scripts"), re.M)
     assert sorted(documented) == sorted(scripts)
     for name, target in scripts.items():

@@ -80,3 +80,14 @@ def test_a_missing_model_exits_with_a_message(tmp_path, capsys):
     frames, _ = half_red_half_blue(tmp_path)
     assert segeval.main([str(frames), "--model", str(tmp_path / "nothing.onnx")]) == 2
     assert "nothing.onnx not found" in capsys.readouterr().err
+
+
+def test_start_labels_only_the_held_back_frames(tmp_path, capsys):
+    teacher = colour_teacher(tmp_path)
+    frames, _ = half_red_half_blue(tmp_path)
+    cv2.imwrite(str(frames / "c.png"), cv2.imread(str(frames / "a.png")))
+    written = tmp_path / "held_back"
+    assert segeval.main([str(frames), "--model", str(teacher), "--classes", "[red thing, green thing, blue thing]",
+                         "--class-map", "{red thing: car}", "--start", "1", "--write-labels", str(written)]) == 0
+    assert sorted(p.name for p in written.iterdir()) == ["b.png", "c.png"]
+    assert "2 frames" in capsys.readouterr().out

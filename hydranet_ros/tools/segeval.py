@@ -2,12 +2,12 @@
 scored against ground truth whose ids belong to another label set (e.g. CamVid's),
 and/or written as label PNGs that ``hydranet_replay --gt-labels-dir`` reads.
 
-    python -m hydranet_ros.tools.segeval camvid/val --model weights.safetensors \\
+    hydranet_segeval camvid/val --model weights.safetensors \\
         --gt-labels-dir camvid/valannot --gt-classes camvid
-    python -m hydranet_ros.tools.segeval camvid/val --model teacher.tflite --classes cityscapes \\
+    hydranet_segeval camvid/val --model teacher.tflite --classes cityscapes \\
         --gt-labels-dir camvid/valannot --gt-classes camvid
-    python -m hydranet_ros.tools.segeval held_back_bag --model teacher.tflite --classes cityscapes \\
-        --write-labels teacher_labels/     # then: hydranet_replay held_back_bag --gt-labels-dir teacher_labels/
+    hydranet_segeval my_bag --start 2400 --model teacher.tflite --classes cityscapes \\
+        --write-labels held_back/     # then: hydranet_replay my_bag --gt-labels-dir held_back/
 
 Frames come from anything ``hydranet_replay`` reads; ground truth and written labels are
 named like the frame (the image's stem, or the stamp in ns for bags and videos). The
@@ -34,7 +34,7 @@ from ..offline.sources import Frame, SourceError, open_source
 from ..training.distill import ClassMapError, TeacherError, class_lut, load_teacher
 from ..training.distill.cache import write_image
 
-PROG = "python -m hydranet_ros.tools.segeval"
+PROG = "hydranet_segeval"  # also python -m hydranet_ros.tools.segeval
 IGNORE = 255
 
 
@@ -54,10 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gt-class-map", help="YAML mapping {ground-truth class: our class}; default: same names")
     parser.add_argument("--write-labels", type=Path, help="folder for the predicted labels (mono8 PNG, our ids)")
     parser.add_argument("--topic", help="image topic of a bag with several")
+    parser.add_argument("--start", type=_non_negative, default=0,
+                        help="skip the frames before this index (0-based): label a held-back tail only")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
     parser.add_argument("--json", type=Path, help="write the metrics here")
     return parser
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def _yaml(text: str | None) -> Any:
@@ -97,7 +106,7 @@ def evaluate(args: argparse.Namespace, progress: Callable[[str], None] = print) 
     counts = {"frames": 0, "evaluated": 0, "without_truth": 0, "undecodable": 0}
     try:
         for frame in frames.messages(topics=()):
-            if not isinstance(frame, Frame):
+            if not isinstance(frame, Frame) or frame.index < args.start:
                 continue
             if args.max_frames is not None and counts["frames"] >= args.max_frames:
                 break
