@@ -20,6 +20,8 @@ import yaml
 from .recipe_defaults import (
     CHOICES,
     DEFAULTS,
+    EXTRA_SET_KEYS,
+    EXTRA_SET_KINDS,
     FREE_FORM,
     NON_NEGATIVE,
     NULLABLE,
@@ -176,9 +178,31 @@ def validate(config: Config, defaults: Config = DEFAULTS) -> None:
     for task, weight in (weights.items() if isinstance(weights, dict) else ()):
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
             problems.append(f"balancing.weights.{task} must be a number >= 0, got {weight!r}")
+    problems += _extra_set_problems(_get(config, ("data", "extra_train_sets")))
     problems += [f"{_dotted(where)} must be a finite number, got {value}" for where, value in _non_finite(config)]
     if problems:
         raise ConfigError("invalid recipe: " + "; ".join(problems))
+
+
+def _extra_set_problems(sets: Any) -> list[str]:
+    """Each data.extra_train_sets entry: a mapping of known keys, a known kind, mappings for
+    options and transform (a typo here would otherwise surface mid-run, or never)."""
+    if not isinstance(sets, list):
+        return [] if sets is None else ["data.extra_train_sets must be a list of mappings"]
+    problems = []
+    for index, extra in enumerate(sets):
+        where = f"data.extra_train_sets[{index}]"
+        if not isinstance(extra, Mapping):
+            problems.append(f"{where} must be a mapping ({', '.join(EXTRA_SET_KEYS)}), got {extra!r}")
+            continue
+        unknown = sorted(set(map(str, extra)) - set(EXTRA_SET_KEYS))
+        if unknown:
+            problems.append(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(EXTRA_SET_KEYS)}")
+        if "kind" in extra and extra["kind"] not in EXTRA_SET_KINDS:
+            problems.append(f"{where}.kind is {extra['kind']!r}; choose one of {', '.join(EXTRA_SET_KINDS)}")
+        problems += [f"{where}.{key} must be a mapping, got {extra[key]!r}" for key in ("options", "transform")
+                     if extra.get(key) is not None and not isinstance(extra[key], Mapping)]
+    return problems
 
 
 def _check_types(config: Mapping[str, Any], defaults: Mapping[str, Any], path: tuple[str, ...],

@@ -28,10 +28,12 @@ from .distributed import SINGLE, AgreedError, Distributed
 from .losses import TaskLoss
 from .optimisation import base_learning_rates, build_optimizer, build_scheduler, move_schedule
 from .processes import Shape, adapt_progress, backend, batch_per_process, maybe_sync_batchnorm, process_device
+from .recipe_files import check_recipe_files
 from .reporting import Logger, flat_metrics, format_metrics
 from .signals import stop_on_signal
 from .step import NonFiniteLoss, is_better, train_loader, train_step
 from .tasks import PROG, TrainingError, TrainingTask, load_task
+from .tasks.datasets import train_provenance
 
 EXIT_INTERRUPTED = 130
 # what a failure that is not a bug looks like: a message, no traceback
@@ -82,6 +84,7 @@ class Run:
 
 def prepare(config: Config, resume: dict[str, Any] | None, overwrite: bool, dist: Distributed) -> Run:
     """Build everything in this process; nothing here talks to the other processes."""
+    check_recipe_files(config)  # before minutes of teacher labelling or data indexing
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     torch.manual_seed(config["seed"])  # the model's initial weights
@@ -278,6 +281,7 @@ def export(run: Run, seconds: float) -> int:
                     "val_split": data["val_split"], "train_samples": len(run.train_set),
                     "val_samples": len(run.val_set) if run.val_set is not None else 0, "skipped_samples": skipped},
         "init": run.init_description,
+        **({"teacher_labelled_data": sets} if (sets := train_provenance(run.train_set)) else {}),
         "epochs": progress["epoch"],
         "steps": progress["global_step"],
         "processes": dist.world_size,

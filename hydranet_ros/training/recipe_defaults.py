@@ -18,7 +18,8 @@ DEFAULTS: Config = {
         "kind": "synthetic",     # folder | cityscapes | kitti | nyud | synthetic; utkface (faces)
         "root": None,            # dataset directory (not needed for synthetic)
         "train_split": "train",
-        # more training sets concatenated to the first: [{kind, root, split, options}, ...]
+        # more training sets concatenated to the first: [{kind, root, split, options, transform}, ...];
+        # kind "teacher": a recording a teacher network labels (options: teacher, classes, class_map ...)
         "extra_train_sets": [],
         "val_split": "val",
         "options": {},           # extra keyword arguments for build_dataset (train and val)
@@ -109,6 +110,10 @@ FREE_FORM = {
 
 # keys with a default that may still be set to null: no validation split trains without validation
 NULLABLE = {("data", "val_split")}
+
+# the keys of one data.extra_train_sets entry, and its kinds (data.kind's, plus a teacher's recording)
+EXTRA_SET_KEYS = ("kind", "root", "split", "options", "transform")
+EXTRA_SET_KINDS = ("folder", "cityscapes", "kitti", "nyud", "synthetic", "utkface", "teacher")
 
 TASK_DATA_KINDS = {"face_attributes": ("utkface",)}  # every other kind is depth_segmentation's
 

@@ -1,29 +1,54 @@
-"""The training and validation sets a recipe's ``data`` section describes, for any task."""
+"""The training and validation sets a recipe's ``data`` section describes, for any task.
+
+``data.extra_train_sets`` joins more training sets to the first (asymmetric annotations).
+An entry ``{kind: teacher, root: RECORDING, options: {teacher: FILE, classes: ..., class_map: ...}}``
+is a recording without labels that a teacher network labels once (``training.distill``),
+cached in ``<run_dir>/teacher_labels`` (``options.cache_dir`` elsewhere); its frames train
+segmentation only. An entry's ``transform`` changes single augmentation settings for that
+set (e.g. another zoom range for real frames), over ``data.transform``.
+"""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 from torch.utils.data import ConcatDataset
 
 from ..config import Config
 from ..data.sample import Transform
+from ..recipe_files import TEACHER
 from ..tasks import TrainingError
 
+# build_teacher_dataset's arguments the trainer supplies itself
+_TRAINER_ARGUMENTS = ("class_names", "palette", "transform", "strict")
 
-def build_recipe_datasets(config: Config, train_transform: Transform | None,
+TransformFactory = Callable[[Mapping[str, Any]], Transform]
+
+
+def build_recipe_datasets(config: Config, make_train_transform: TransformFactory,
                           val_transform: Transform | None) -> tuple[Any, Any | None]:
+    """``make_train_transform(settings)`` builds the task's augmentation from ``data.transform``
+    (updated by an extra set's own ``transform``)."""
     from ..data import build_dataset
 
     data = config["data"]
     strict = {"strict": True} if data["on_bad_sample"] == "stop" and data["kind"] != "synthetic" else {}
     common = {**data["options"], **strict}
+    train_transform = make_train_transform(data["transform"])
     train = build_dataset(data["kind"], data["root"], data["train_split"], train_transform, **common,
                           **data["train_options"])
     if data["extra_train_sets"]:
-        train = JointDataset([train] + [
-            build_dataset(extra.get("kind", data["kind"]), extra.get("root"), extra.get("split", data["train_split"]),
-                          train_transform, **strict, **extra.get("options", {}))
-            for extra in data["extra_train_sets"]])
+        extras = []
+        for extra in data["extra_train_sets"]:
+            transform = (make_train_transform({**data["transform"], **extra["transform"]}) if extra.get("transform")
+                         else train_transform)
+            if extra.get("kind") == TEACHER:
+                extras.append(build_teacher_set(extra, train, transform, config, strict=bool(strict)))
+            else:
+                extras.append(build_dataset(extra.get("kind", data["kind"]), extra.get("root"),
+                                            extra.get("split", data["train_split"]), transform, **strict,
+                                            **extra.get("options", {})))
+        train = JointDataset([train] + extras)
     if len(train) == 0:
         raise TrainingError(f"training set {data['kind']} at {data['root']!r} (split {data['train_split']!r}) is empty")
     val = None
@@ -38,6 +63,33 @@ def build_recipe_datasets(config: Config, train_transform: Transform | None,
             if hasattr(dataset, "verify"):
                 dataset.verify()  # fills ``skipped`` in this process (workers keep their own)
     return train, val
+
+
+def build_teacher_set(extra: Mapping[str, Any], primary: Any, transform: Transform, config: Config,
+                      strict: bool) -> Any:
+    """The teacher-labelled frames of ``extra["root"]`` in the primary set's classes."""
+    import inspect
+
+    from ..distill import build_teacher_dataset
+
+    options = dict(extra.get("options") or {})
+    accepted = [name for name, p in inspect.signature(build_teacher_dataset).parameters.items()
+                if p.kind is p.KEYWORD_ONLY and name not in _TRAINER_ARGUMENTS]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown or not extra.get("root") or "teacher" not in options:
+        problem = (f"unknown option(s) {', '.join(unknown)}" if unknown
+                   else "needs root (the recording) and options.teacher (a .tflite or .onnx file)")
+        raise TrainingError(f"data.extra_train_sets: a {TEACHER} set {problem}; its options: {', '.join(accepted)}")
+    options.setdefault("cache_dir", Path(config["run_dir"]) / "teacher_labels")
+    return build_teacher_dataset(extra["root"], class_names=primary.class_names, palette=primary.palette,
+                                 transform=transform, strict=strict, **options)
+
+
+def train_provenance(dataset: Any) -> list[dict[str, Any]]:
+    """What each training set that records its origin says about it (a teacher's sets:
+    the teacher, the recording, the frames and the class map), for the model card."""
+    parts = dataset.datasets if isinstance(dataset, JointDataset) else [dataset]
+    return [dict(d.provenance) for d in parts if getattr(d, "provenance", None)]
 
 
 class JointDataset(ConcatDataset):

@@ -28,7 +28,7 @@ def build_datasets(config: Config) -> tuple[Any, Any | None]:
     from ..data import eval_transforms, train_transforms
 
     data = config["data"]
-    return build_recipe_datasets(config, train_transforms(**data["transform"]),
+    return build_recipe_datasets(config, lambda settings: train_transforms(**settings),
                                  eval_transforms(**data["val_transform"]))
 
 

@@ -27,7 +27,7 @@ def build_datasets(config: Config) -> tuple[Any, Any | None]:
     from ..data import face_train_transforms
 
     # the loader resizes every face to data.options.image_size; validation needs nothing more
-    return build_recipe_datasets(config, face_train_transforms(**config["data"]["transform"]), None)
+    return build_recipe_datasets(config, lambda settings: face_train_transforms(**settings), None)
 
 
 def build_model(config: Config, train_set: Any) -> tuple[FaceHydraNet, str]:
