@@ -146,6 +146,8 @@ def test_cpu_run_reports_pixel_and_batch_scaling(tmp_path: Path, capsys: pytest.
     (["--resolution", "64by48"], "WIDTHxHEIGHT"),
     (["--precision", "fp16", "--device", "cpu"], "not supported on the CPU"),
     (["--iters", "0"], "must be >= 1"),
+    (["--iters", "many"], "expected an integer, got 'many'"),
+    (["--min-run-time", "nan"], "must be a positive finite number"),
     (["--backend", "tpu"], "invalid choice"),
     (["--weights", "/nonexistent.safetensors"], "weights file not found"),
 ])

@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ...common.arguments import non_negative_int, positive_float, positive_int, size_arg
 from ...common.sizes import parse_size
 from ...inference.backends import BACKENDS
 from ...inference.predictor import PRECISIONS, Predictor, resolve_device, resolve_precision
@@ -25,34 +26,6 @@ from .variants import VARIANTS
 
 DEFAULT_RESOLUTIONS = ("640x480", "1242x375", "1920x1080")
 HOST_COPY_RESOLUTION = "1920x1080"
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def size_arg(text: str) -> tuple[int, int]:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
