@@ -131,7 +131,7 @@ def test_auto_precision_is_the_fastest_one_the_device_and_backend_honour() -> No
 
 def test_a_precision_the_device_cannot_run_falls_back_with_a_warning(log_capture: LogCapture) -> None:
     card = make_card()
-    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference.predictor"):
+    with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference"):
         predictor = Predictor(make_model(card), card, device="cpu", precision="fp16")
     assert (predictor.requested_precision, predictor.precision, predictor.dtype) == ("fp16", "fp32", torch.float32)
     assert "'fp16' is not supported on the CPU" in log_capture.text and "(falling back to fp32)" in log_capture.text

@@ -16,7 +16,9 @@ import torch
 from ..common.image_files import image_tensor, resize_rgb
 from ..model import FaceHydraNet
 from ..model.faces import GENDER_NAMES
-from .predictor import check_image, normalise, resolve_device
+from .device import resolve_device
+from .frame_network import normalise
+from .predictor import check_image
 from .weights import FACE_ATTRIBUTES, ModelCard, WeightsError, load_weights
 
 

@@ -29,17 +29,32 @@ from ..common.pinhole import PinholeK
 from ..model import HydraNet
 from .backends import build_runner
 from .colour import CHANNEL_ORDERS, blend, colorize_depth, colormap_lut, palette_lut, to_rgb
+
+# the device and precision choices live in device.py; importers of this module keep finding them here
+from .device import (  # noqa: F401
+    PRECISION_CHOICES,
+    PRECISIONS,
+    UnsupportedPrecisionError,
+    choose_precision,
+    precision_name,
+    resolve_device,
+    resolve_precision,
+)
 from .frame_network import FrameNetwork, normalise  # noqa: F401 - re-exported: training normalises as the predictor does
 from .onnxruntime_runner import OnnxSource
-from .points import PointsOptions, frame_points, host_points, intrinsics_tensor, point_grid
+from .points import (
+    PointsOptions,
+    frame_points,
+    host_points,
+    intrinsics_tensor,
+    point_grid,
+)
 from .transfer import Transfer
 from .weights import ModelCard, load_weights
 
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("depth", "labels", "overlay", "depth_colour", "segm_colour")
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-PRECISION_CHOICES = ("auto", *PRECISIONS)
 DEFAULT_OUTPUTS = ("depth", "labels", "overlay")
 # the labelled point cloud (``points.py``): it needs the camera's intrinsics, so it is not in OUTPUTS
 POINTS = "points"
@@ -60,57 +75,6 @@ class Prediction:
     segm_colour: np.ndarray | None = None   # (H, W, 3) uint8 RGB, class colours alone
     # structured x, y, z, rgb, label (``points.point_dtype``): (h, w) strided grid if organized, else (P,)
     points: np.ndarray | None = None
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available "
-                         "(torch.cuda.is_available() is False); use 'cpu' or 'auto'")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
-    return dev
-
-
-class UnsupportedPrecisionError(ValueError):
-    """A known precision that this device cannot run."""
-
-
-# The next best precision when the requested one cannot run on the device.
-PRECISION_FALLBACKS = {("cpu", "fp16"): "fp32", ("cuda", "bf16"): "fp16"}
-
-
-def precision_name(precision: str, device: torch.device, backend: str = "auto") -> str:
-    """The concrete precision for a request; ``auto`` is the fastest one that keeps
-    the results: fp16 on CUDA (fp32 for the onnxruntime backend, whose exported graph
-    is fp32), fp32 on the CPU, where fp16 is not supported and bf16 is slower on most
-    processors. Raises UnsupportedPrecisionError for one the device cannot run."""
-    if precision not in PRECISION_CHOICES:
-        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
-    if precision == "auto":
-        return "fp16" if device.type == "cuda" and backend != "onnxruntime" else "fp32"
-    if precision == "fp16" and device.type == "cpu":
-        raise UnsupportedPrecisionError("precision 'fp16' is not supported on the CPU; use 'fp32', 'bf16' or 'auto'")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UnsupportedPrecisionError(f"precision 'bf16' is not supported on {torch.cuda.get_device_name(device)}")
-    return precision
-
-
-def choose_precision(precision: str, device: torch.device, backend: str = "auto") -> str:
-    """``precision_name``, except that a precision the device cannot run falls back
-    to the next best one with a warning (the caller reports what was chosen)."""
-    try:
-        return precision_name(precision, device, backend)
-    except UnsupportedPrecisionError as error:
-        fallback = PRECISION_FALLBACKS[(device.type, precision)]
-        log.warning("%s (falling back to %s)", error, fallback)
-        return fallback
-
-
-def resolve_precision(precision: str, device: torch.device, backend: str = "auto") -> torch.dtype:
-    return PRECISIONS[precision_name(precision, device, backend)]
 
 
 def apply_depth_activation(depth: torch.Tensor, activation: str) -> torch.Tensor:

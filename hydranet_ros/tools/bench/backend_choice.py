@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from ...inference.backends import unavailable_reason
-from ...inference.predictor import Predictor, choose_precision
+from ...inference.device import choose_precision
+from ...inference.predictor import Predictor
 from ...inference.weights import ModelCard
 from ...model import HydraNet
 from .measure import interleaved_medians

@@ -14,7 +14,8 @@ import torch
 from ...common.arguments import non_negative_int, positive_float, positive_int, size_arg
 from ...common.sizes import parse_size
 from ...inference.backends import BACKENDS
-from ...inference.predictor import PRECISIONS, Predictor, resolve_device, resolve_precision
+from ...inference.device import PRECISIONS, resolve_device, resolve_precision
+from ...inference.predictor import Predictor
 from . import __doc__ as PACKAGE_DOC
 from .backend_choice import compare_backends, format_comparison
 from .chart import draw_chart
