@@ -1,11 +1,17 @@
-"""Run hydranet_node on a camera topic, and RViz with rviz:=true.
+"""Run hydranet_node on a camera topic, or on several cameras with one network, and RViz
+with rviz:=true.
 
     ros2 launch hydranet_ros hydranet.launch.py image_topic:=/camera/image_raw rviz:=true
+    ros2 launch hydranet_ros hydranet.launch.py cameras:="[front, left, right]" \
+        left_topic:=/left/color/image_raw
 
-The node's topics are relative (image, depth/image, ...). It runs in the camera's
-namespace, as image_pipeline nodes do, so its outputs sit next to the camera:
-/camera/image_raw gives /camera/depth/image, /camera/segmentation/image and so on,
-the names hydranet_replay writes. Its inputs are remapped onto the camera's topics.
+The node's topics are relative (image, depth/image, ...). With one camera it runs in
+the camera's namespace, as image_pipeline nodes do, so its outputs sit next to the
+camera: /camera/image_raw gives /camera/depth/image, /camera/segmentation/image and so
+on, the names hydranet_replay writes. Its inputs are remapped onto the camera's topics.
+With ``cameras`` each camera's topics carry its name (front/image, front/depth/image,
+...); its image is ``<name>_topic`` (default /<name>/image_raw), and its inputs and
+outputs are remapped onto that camera's namespace in the same way.
 """
 import os
 
@@ -18,6 +24,10 @@ from launch import LaunchDescription
 
 PACKAGE = "hydranet_ros"
 TRUE_WORDS = ("true", "1", "yes", "on")
+# the node's relative output topics (hydranet_ros.messages.topics; test_launch_files checks the
+# list), written here so that launching needs no import of the package (and of torch)
+OUTPUT_TOPICS = ("depth/image", "segmentation/image", "overlay/image", "depth/colorized", "segmentation/colorized",
+                 "depth/camera_info", "segmentation/label_info", "points")
 
 
 def camera_namespace_for(image_topic: str) -> str:
@@ -36,6 +46,31 @@ def camera_info_topic_for(image_topic: str) -> str:
     return f"{namespace.rstrip('/')}/camera_info" if namespace else "camera_info"
 
 
+def camera_names(text: str) -> list[str]:
+    """The ``cameras`` argument: "[front, left, right]" (or "front,left,right") -> names, in
+    order; empty = one camera on image_topic. The node checks the names (empty, twice)."""
+    inner = text.strip()
+    if inner.startswith("[") and inner.endswith("]"):
+        inner = inner[1:-1]
+    return [name.strip().strip("'\"") for name in inner.split(",")] if inner.strip() else []
+
+
+def camera_remappings(name: str, image_topic: str, camera_info_topic: str = "") -> list[tuple[str, str]]:
+    """One camera's relative topics in the node onto the camera's: its inputs onto its image and
+    camera_info, and, for a named camera, its outputs beside its image (the single camera's sit
+    there already: the node runs in that camera's namespace)."""
+    def own(relative: str) -> str:
+        return f"{name}/{relative}" if name else relative
+
+    remaps = [(own("image"), image_topic), (own("image/compressed"), f"{image_topic}/compressed"),
+              (own("camera_info"), camera_info_topic or camera_info_topic_for(image_topic))]
+    if name:
+        namespace = camera_namespace_for(image_topic)
+        remaps += [(own(topic), f"{namespace.rstrip('/')}/{topic}" if namespace else topic)
+                   for topic in OUTPUT_TOPICS]
+    return remaps
+
+
 def dds_environment(profile: str, environment: dict) -> dict:
     """The node's Fast DDS profile, unless the user's environment already names one (or
     ``profile`` is empty). Fast DDS reads either variable, depending on its version."""
@@ -51,6 +86,11 @@ def _arguments() -> list:
         DeclareLaunchArgument("image_topic", default_value="/camera/image_raw",
                               description="Camera image topic (sensor_msgs/Image); with input_transport:="
                                           "compressed the node reads <image_topic>/compressed"),
+        DeclareLaunchArgument("cameras", default_value="",
+                              description="Several cameras on one network, e.g. \"[front, left, right]\": "
+                                          "camera <name> reads <name>_topic:=... (default /<name>/image_raw; "
+                                          "camera_info beside it) and publishes beside it; empty = the one "
+                                          "camera on image_topic"),
         DeclareLaunchArgument("camera_info_topic", default_value="",
                               description="Camera info topic; empty = camera_info beside image_topic"),
         DeclareLaunchArgument("input_transport", default_value="",
@@ -83,6 +123,10 @@ def _arguments() -> list:
         DeclareLaunchArgument("rviz_config",
                               default_value=PathJoinSubstitution([share, "config", "hydranet.rviz"]),
                               description="RViz configuration"),
+        DeclareLaunchArgument("fixed_frame", default_value="",
+                              description="RViz's fixed frame; empty = the configuration's (map). The points "
+                                          "are in the camera's optical frame: without TF from it to map, "
+                                          "give that frame (the image header's frame_id)"),
         DeclareLaunchArgument("log_level", default_value="info",
                               description="Log level of the node: debug, info, warn, error"),
     ]
@@ -94,12 +138,23 @@ def _launch_setup(context, *args, **kwargs) -> list:
     def value(name: str) -> str:
         return LaunchConfiguration(name).perform(context).strip()
 
-    image_topic = value("image_topic")
     use_sim_time = value("use_sim_time").lower() in TRUE_WORDS
     rviz = value("rviz").lower() in TRUE_WORDS
-    namespace = value("namespace") or camera_namespace_for(image_topic)
-
     overrides = {"use_sim_time": use_sim_time, "autostart": value("autostart").lower() in TRUE_WORDS}
+    cameras = camera_names(value("cameras"))
+    if cameras:
+        # undeclared <name>_topic arguments reach the launch configurations all the same
+        topics = {name: context.launch_configurations.get(f"{name}_topic", "").strip() or f"/{name}/image_raw"
+                  for name in cameras}
+        remappings = [remap for name in cameras for remap in camera_remappings(name, topics[name])]
+        overrides["cameras"] = cameras
+        image_topic = topics[cameras[0]]   # what RViz shows
+        namespace = value("namespace")
+    else:
+        image_topic = value("image_topic")
+        remappings = camera_remappings("", image_topic, value("camera_info_topic"))
+        namespace = value("namespace") or camera_namespace_for(image_topic)
+
     for name in ("weights", "device", "input_transport"):
         if value(name):
             overrides[name] = value(name)
@@ -108,10 +163,7 @@ def _launch_setup(context, *args, **kwargs) -> list:
 
     node = Node(
         package=PACKAGE, executable="hydranet_node", name="hydranet_node", namespace=namespace,
-        parameters=[value("params_file"), overrides],
-        remappings=[("image", image_topic),
-                    ("image/compressed", f"{image_topic}/compressed"),
-                    ("camera_info", value("camera_info_topic") or camera_info_topic_for(image_topic))],
+        parameters=[value("params_file"), overrides], remappings=remappings,
         arguments=["--ros-args", "--log-level", value("log_level")],
         additional_env=dds_environment(value("dds_profile"), dict(os.environ)),
         output="screen", emulate_tty=True,
@@ -120,9 +172,12 @@ def _launch_setup(context, *args, **kwargs) -> list:
         on_exit=Shutdown(reason="hydranet_node exited"))
     actions = [node]
     if rviz:
+        fixed_frame = ["-f", value("fixed_frame")] if value("fixed_frame") else []
         actions.append(Node(
-            package="rviz2", executable="rviz2", name="rviz2", namespace=namespace,
-            arguments=["-d", value("rviz_config")], parameters=[{"use_sim_time": use_sim_time}],
+            # with several cameras, the first one's view
+            package="rviz2", executable="rviz2", name="rviz2",
+            namespace=camera_namespace_for(image_topic) if cameras else namespace,
+            arguments=["-d", value("rviz_config"), *fixed_frame], parameters=[{"use_sim_time": use_sim_time}],
             # the RViz config's topics are relative, like the node's: same namespace, same remap
             remappings=[("image", image_topic)], output="screen"))
     return actions

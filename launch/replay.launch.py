@@ -24,7 +24,7 @@ PACKAGE = "hydranet_ros"
 TRUE_WORDS = ("true", "1", "yes", "on")
 # arguments passed through unchanged to hydranet.launch.py
 FORWARDED = ("image_topic", "camera_info_topic", "input_transport", "weights", "device",
-             "params_file", "namespace", "rviz", "log_level", "dds_profile")
+             "params_file", "namespace", "rviz", "fixed_frame", "log_level", "dds_profile")
 
 
 def _hydranet_launch():
@@ -65,6 +65,9 @@ def _arguments() -> list:
                               default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),
                               description="Fast DDS XML profile for the player and the node; empty = none"),
         DeclareLaunchArgument("rviz", default_value="true", description="Open RViz"),
+        DeclareLaunchArgument("fixed_frame", default_value="",
+                              description="RViz's fixed frame; empty = the configuration's (map); the camera's "
+                                          "optical frame shows the points without TF"),
         DeclareLaunchArgument("log_level", default_value="info", description="Log level of the node"),
     ]
 

@@ -3,7 +3,6 @@ the test_node_ros*.py files. Each test there skips (with the reason) where rclpy
 imported: a sourced ROS 2, or on Linux x86_64 the pip ROS 2 wheels, provide it."""
 from __future__ import annotations
 
-import array
 import itertools
 import os
 import time
@@ -17,8 +16,8 @@ from conftest import make_card, make_model
 
 from hydranet_ros.inference.predictor import load_predictor
 from hydranet_ros.inference.weights import save_weights
-from hydranet_ros.messages.image import array_to_fields
-from hydranet_ros.messages.topics import DEPTH_CAMERA_INFO_TOPIC, LABEL_INFO_TOPIC, OUTPUT_SPECS
+from hydranet_ros.messages.builders import image_message, ros_message_types
+from hydranet_ros.messages.topics import DEPTH_CAMERA_INFO_TOPIC, LABEL_INFO_TOPIC, OUTPUT_SPECS, POINTS_TOPIC
 
 try:
     import rclpy
@@ -32,7 +31,7 @@ try:
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
     from std_msgs.msg import Header
 
     from hydranet_ros.node import ros_messages
@@ -83,12 +82,9 @@ def rgb_frame(seed: int) -> np.ndarray:
 
 
 def image_msg(pixels: np.ndarray, encoding: str, stamp: int, frame_id: str = "camera_optical") -> "Image":
-    fields = array_to_fields(np.ascontiguousarray(pixels), encoding)
-    msg = Image(header=Header(stamp=Time(sec=stamp, nanosec=1234), frame_id=frame_id),
-                height=fields.height, width=fields.width, encoding=fields.encoding,
-                is_bigendian=fields.is_bigendian, step=fields.step)
-    msg.data = array.array("B", fields.data)
-    return msg
+    """A camera frame, built as the node builds its outputs."""
+    header = Header(stamp=Time(sec=stamp, nanosec=1234), frame_id=frame_id)
+    return image_message(ros_message_types(), header, np.ascontiguousarray(pixels), encoding)
 
 
 def as_array(msg: "Image") -> np.ndarray:
@@ -123,6 +119,7 @@ class Harness:
             if spec.name in self.names:
                 self._listen(Image, spec.topic, spec.name)
         self._listen(CameraInfo, DEPTH_CAMERA_INFO_TOPIC, "camera_info")
+        self._listen(PointCloud2, POINTS_TOPIC, "points")
         camera_qos = camera_qos or RELIABLE
         self.image_pub = self.probe.create_publisher(Image, "image", camera_qos)
         self.compressed_pub = self.probe.create_publisher(CompressedImage, "image/compressed", camera_qos)
@@ -148,8 +145,21 @@ class Harness:
                                and all(run.image_pubs[n].get_subscription_count() > 0
                                        for n in self.names if n in run.image_pubs)), "discovery timed out"
 
-    def _listen(self, msg_type, topic: str, key: str) -> None:
-        self.probe.create_subscription(msg_type, topic, lambda msg: self.received[key].append(msg), RELIABLE)
+    def _listen(self, msg_type, topic: str, key: str, into: dict | None = None) -> None:
+        into = self.received if into is None else into
+        self.probe.create_subscription(msg_type, topic, lambda msg: into[key].append(msg), RELIABLE)
+
+    def camera(self, name: str, outputs: tuple[str, ...]) -> "ProbeCamera":
+        """A named camera of the node's ``cameras``: its publishers, and listeners on ``outputs``
+        (image outputs, ``points``, ``camera_info``) under its name."""
+        camera = ProbeCamera(name, self.probe.create_publisher(Image, f"{name}/image", RELIABLE),
+                             self.probe.create_publisher(CameraInfo, f"{name}/camera_info", RELIABLE))
+        topics = {spec.name: (Image, spec.topic) for spec in OUTPUT_SPECS}
+        topics.update(points=(PointCloud2, POINTS_TOPIC), camera_info=(CameraInfo, DEPTH_CAMERA_INFO_TOPIC))
+        for key in outputs:
+            msg_type, topic = topics[key]
+            self._listen(msg_type, f"{name}/{topic}", key, camera.received)
+        return camera
 
     def spin_until(self, done: Callable[[], bool], timeout: float = TIMEOUT_S) -> bool:
         deadline = time.monotonic() + timeout
@@ -214,6 +224,23 @@ class Harness:
             rclpy.shutdown(context=self.context)
 
 
+class ProbeCamera:
+    """One named camera on the probe: what it publishes and what the node sent back for it."""
+
+    def __init__(self, name: str, image_pub: Any, info_pub: Any) -> None:
+        self.name, self.image_pub, self.info_pub = name, image_pub, info_pub
+        self.received: dict[str, list[Any]] = defaultdict(list)
+
+    def publish(self, pixels: np.ndarray) -> "Image":
+        """A frame with a stamp of its own and the camera's frame_id; the message sent."""
+        sent = image_msg(pixels, "rgb8", next_stamp(), frame_id=f"{self.name}_optical")
+        self.image_pub.publish(sent)
+        return sent
+
+    def got(self, key: str, stamp: int) -> list[Any]:
+        return [msg for msg in self.received[key] if msg.header.stamp.sec == stamp]
+
+
 @pytest.fixture
 def harness_factory(module_weights):
     made: list[Harness] = []
@@ -258,14 +285,15 @@ def latched_classes(harness: Harness, timeout: float = 5.0) -> list[Any]:
     return got
 
 
-def diagnostics_of(harness: Harness) -> list[Any]:
-    """The node's diagnostic statuses published from now on (at least one)."""
+def diagnostics_of(harness: Harness, every: bool = False) -> list[Any]:
+    """The node's diagnostic statuses published from now on (at least one): its main status,
+    or with ``every`` all of the node's statuses (those of each camera too)."""
     statuses: list[Any] = []
     subscription = harness.probe.create_subscription(DiagnosticArray, "/diagnostics",
                                                      lambda msg: statuses.extend(msg.status), RELIABLE)
     name = f"{harness.node.get_name()}: inference"
     harness.spin_until(lambda: any(s.name == name for s in statuses), timeout=10.0)
     harness.probe.destroy_subscription(subscription)
-    ours = [s for s in statuses if s.name == name]
+    ours = [s for s in statuses if s.name == name or (every and s.name.startswith(f"{harness.node.get_name()}: "))]
     assert ours, "no diagnostics from the node"
     return ours

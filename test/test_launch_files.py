@@ -10,7 +10,8 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
-from hydranet_ros.messages.topics import IMAGE_TOPIC, OUTPUT_SPECS, POINTS_TOPIC, camera_namespace, join_topic
+from hydranet_ros.messages.topics import (DEPTH_CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABEL_INFO_TOPIC, OUTPUT_SPECS,
+                                          POINTS_TOPIC, camera_namespace, join_topic)
 from hydranet_ros.node.parameters import PARAMS_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,11 +32,20 @@ def _declared_arguments(path: Path) -> dict[str, bool]:
     return found
 
 
+def _literal(node: ast.AST) -> bool:
+    try:
+        ast.literal_eval(node)
+    except ValueError:
+        return False
+    return True
+
+
 def _function(path: Path, name: str):
     """One plain function from a launch file, without importing launch (the file's other
-    functions are defined too, for the ones it calls)."""
+    functions and its constants are defined too, for the ones it uses)."""
     tree = ast.parse(path.read_text())
-    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)
+                 or (isinstance(n, ast.Assign) and _literal(n.value))]
     namespace: dict = {}
     exec(compile(ast.Module(body=functions, type_ignores=[]), str(path), "exec"), namespace)
     return namespace[name]
@@ -74,8 +84,12 @@ def test_parameter_overrides_in_launch_name_real_parameters():
             names |= {e.value for e in node.iter.elts}
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "overrides":
             names |= {key.value for key in node.value.keys}
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Subscript) \
+                and getattr(node.targets[0].value, "id", None) == "overrides" \
+                and isinstance(node.targets[0].slice, ast.Constant):
+            names.add(node.targets[0].slice.value)
     assert names == {"use_sim_time", "autostart", "weights", "device", "input_transport", "publish_depth_colour",
-                     "publish_segm_colour"}
+                     "publish_segm_colour", "cameras"}
     assert names - {"use_sim_time"} <= set(PARAMS_BY_NAME)   # use_sim_time is rclpy's own
 
 
@@ -99,6 +113,40 @@ def test_the_node_runs_in_the_camera_namespace_replay_writes_to(image_topic):
     assert join_topic(namespace, OUTPUT_SPECS[0].topic) == join_topic(camera_namespace(image_topic, IMAGE_TYPE),
                                                                        "depth/image")
     assert _function(HYDRANET_LAUNCH, "camera_namespace_for")("image") == ""   # relative: the launch's own
+
+
+@pytest.mark.parametrize("text, names", [
+    ("", []), ("[]", []), ("[front, left, right]", ["front", "left", "right"]), ("front,left", ["front", "left"]),
+    ("['front', \"rear/left\"]", ["front", "rear/left"]), ("[front, , left]", ["front", "", "left"]),
+])
+def test_the_cameras_argument(text, names):
+    assert _function(HYDRANET_LAUNCH, "camera_names")(text) == names   # the node refuses an empty name
+
+
+def _constant(path: Path, name: str):
+    return next(ast.literal_eval(n.value) for n in ast.parse(path.read_text()).body
+                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == name)
+
+
+def test_the_launch_file_knows_every_output_topic():
+    assert set(_constant(HYDRANET_LAUNCH, "OUTPUT_TOPICS")) == {
+        *(spec.topic for spec in OUTPUT_SPECS), DEPTH_CAMERA_INFO_TOPIC, LABEL_INFO_TOPIC, POINTS_TOPIC}
+
+
+def test_each_camera_is_remapped_onto_its_own_topics():
+    remappings = _function(HYDRANET_LAUNCH, "camera_remappings")
+    # the single camera: inputs only (its outputs sit beside it through the node's namespace)
+    assert remappings("", "/cam/image_raw") == [("image", "/cam/image_raw"),
+                                                 ("image/compressed", "/cam/image_raw/compressed"),
+                                                 ("camera_info", "/cam/camera_info")]
+    assert remappings("", "/cam/image_raw", "/cam/info")[2] == ("camera_info", "/cam/info")
+    # a named camera: its inputs, and every output beside its image, as the single camera's
+    named = dict(remappings("left", "/left/color/image_raw"))
+    assert named["left/image"] == "/left/color/image_raw" and named["left/camera_info"] == "/left/color/camera_info"
+    assert named["left/depth/image"] == join_topic(camera_namespace("/left/color/image_raw", IMAGE_TYPE),
+                                                   "depth/image") == "/left/color/depth/image"
+    assert named["left/points"] == "/left/color/points"
+    assert len(named) == 3 + len(_constant(HYDRANET_LAUNCH, "OUTPUT_TOPICS"))
 
 
 def test_the_dds_profile_is_applied_unless_the_user_chose_one():
@@ -206,3 +254,42 @@ def test_hydranet_launch_builds_the_nodes(rviz, count):
     module._launch_setup(context)
     assert [kwargs["namespace"] for kwargs in made] == ["/cam"] * count
     assert made[0]["parameters"][1]["autostart"] is False and made[0]["additional_env"] == {}
+    assert "cameras" not in made[0]["parameters"][1]
+
+
+def _context(**values):
+    from launch import LaunchContext
+
+    context = LaunchContext()
+    context.launch_configurations.update({
+        "image_topic": "/cam/image_raw", "camera_info_topic": "", "input_transport": "", "weights": "",
+        "device": "cpu", "params_file": str(ROOT / "config" / "hydranet.yaml"), "namespace": "",
+        "use_sim_time": "false", "rviz": "true", "rviz_config": str(RVIZ), "log_level": "info",
+        "autostart": "true", "dds_profile": "", "cameras": "", "fixed_frame": "", **values})
+    return context
+
+
+def test_hydranet_launch_with_several_cameras():
+    module = _load(HYDRANET_LAUNCH)
+    made = []
+    module.Node = lambda **kwargs: made.append(kwargs) or kwargs
+    # left_topic is not a declared argument: ros2 launch passes it on as a launch configuration
+    module._launch_setup(_context(cameras="[front, left, right]", left_topic="/left/color/image_raw"))
+    node, rviz = made
+    assert node["parameters"][1]["cameras"] == ["front", "left", "right"] and node["namespace"] == ""
+    remaps = dict(node["remappings"])
+    assert remaps["front/image"] == "/front/image_raw" and remaps["right/camera_info"] == "/right/camera_info"
+    assert remaps["left/image"] == "/left/color/image_raw" and remaps["left/depth/image"] == "/left/color/depth/image"
+    # RViz shows the first camera, beside it
+    assert rviz["namespace"] == "/front" and rviz["remappings"] == [("image", "/front/image_raw")]
+
+
+def test_rviz_fixed_frame_argument():
+    module = _load(HYDRANET_LAUNCH)
+    made = []
+    module.Node = lambda **kwargs: made.append(kwargs) or kwargs
+    module._launch_setup(_context(fixed_frame="camera_optical"))
+    assert made[1]["arguments"][-2:] == ["-f", "camera_optical"]
+    made.clear()
+    module._launch_setup(_context())
+    assert "-f" not in made[1]["arguments"]

@@ -1,4 +1,4 @@
-"""The node's health tested without ROS 2: the newest-frame slot, the inference thread,
+"""The node's health tested without ROS 2: the inference thread,
 statistics, the diagnostic level, why frames do not come, the camera's QoS, and where
 the package's warnings go."""
 from __future__ import annotations
@@ -20,49 +20,6 @@ from hydranet_ros.node import health as node_health
 from hydranet_ros.node import parameters as params
 from hydranet_ros.node import qos
 from hydranet_ros.node.worker import InferenceWorker
-
-
-def test_slot_keeps_only_the_newest_and_counts_drops():
-    slot: node_health.FrameSlot[int] = node_health.FrameSlot()
-    assert slot.put(1) is False
-    assert slot.put(2) is True and slot.put(3) is True
-    assert slot.take(timeout=0) == 3
-    assert slot.take(timeout=0.01) is None
-    assert slot.dropped == 2
-
-
-def test_slot_close_wakes_a_waiting_worker():
-    slot: node_health.FrameSlot[int] = node_health.FrameSlot()
-    result = []
-    worker = threading.Thread(target=lambda: result.append(slot.take(timeout=10)))
-    worker.start()
-    time.sleep(0.05)
-    slot.close()
-    worker.join(timeout=2)
-    assert not worker.is_alive() and result == [None]
-    assert slot.put(1) is False and slot.take(timeout=0) is None
-
-
-def test_slow_worker_never_builds_a_backlog():
-    slot: node_health.FrameSlot[int] = node_health.FrameSlot()
-    seen: list[int] = []
-
-    def worker():
-        while (item := slot.take(timeout=1.0)) is not None:
-            seen.append(item)
-            time.sleep(0.01)   # "inference" slower than the camera
-
-    thread = threading.Thread(target=worker)
-    thread.start()
-    for frame in range(200):
-        slot.put(frame)
-        time.sleep(0.0005)
-    time.sleep(0.05)
-    slot.close()
-    thread.join(timeout=2)
-    assert seen == sorted(seen) and seen[-1] == 199      # always the newest, finishing on the last
-    assert len(seen) + slot.dropped == 200               # every frame is processed or counted dropped
-    assert slot.dropped > 100
 
 
 def test_only_enabled_and_subscribed_outputs_are_computed():
@@ -126,11 +83,27 @@ def test_health_reports_what_happened_since_the_last_report():
     assert "no image for" in judge.judge(stats.snapshot()).message
 
 
-def test_slot_clear_forgets_the_parked_frame():
-    slot: node_health.FrameSlot[int] = node_health.FrameSlot()
-    slot.put(1)
-    slot.clear()
-    assert slot.take(timeout=0.01) is None and not slot.closed
+def test_frames_without_points_or_of_a_new_size_warn_with_the_reason():
+    stats, judge = node_health.Stats(), node_health.HealthJudge()
+    stats.frame_received(False)
+    stats.frame_done(0.01, None)
+    assert judge.judge(stats.snapshot()).level == "ok"
+    stats.frame_without_points("no camera_info received yet")
+    health = judge.judge(stats.snapshot())
+    assert health.level == "warn" and "1 frame(s) without points: no camera_info received yet" in health.message
+    stats.frame_resized("camera 'left' changed from 64x48 to 32x24")
+    health = judge.judge(stats.snapshot())
+    assert health.level == "warn" and "changed size" in health.message and "64x48 to 32x24" in health.message
+    assert judge.judge(stats.snapshot()).level == "ok"              # nothing new since
+    pairs = dict(stats.snapshot().as_pairs())
+    assert pairs["frames without points (camera_info)"] == "1" and pairs["frames of a new size"] == "1"
+
+
+def test_several_cameras_report_the_worst_by_name():
+    fine, late = node_health.Health("ok", "10.0 fps"), node_health.Health("warn", "no image for 6.0 s on '/left'")
+    assert node_health.worst_health([("front", fine), ("right", fine)]).message == "front: 10.0 fps; right: 10.0 fps"
+    worst = node_health.worst_health([("front", fine), ("left", late)])
+    assert worst.level == "warn" and worst.message == "left: no image for 6.0 s on '/left'"
 
 
 # ----- the inference thread -----------------------------------------------------------
@@ -146,19 +119,19 @@ def test_worker_warms_up_before_the_first_frame_and_survives_a_broken_one():
     seen: list[object] = []
     errors: list[Exception] = []
 
-    def process(frame: int) -> None:
-        seen.append(frame)
-        if frame == 2:
+    def process(frames: dict[str, int]) -> None:
+        seen.append(frames[""])
+        if frames[""] == 2:
             raise RuntimeError("broken frame")
 
     worker = InferenceWorker(process, lambda stopping: seen.append("warm-up"), errors.append)
-    worker.slot.put(1)            # parked before the thread starts: it waits for the warm-up
+    worker.slot.put("", 1)        # parked before the thread starts: it waits for the warm-up
     worker.start()
     assert worker.wait_warmed(give_up=lambda: False)
     _wait_for(lambda: seen == ["warm-up", 1])
-    worker.slot.put(2)
+    worker.slot.put("", 2)
     _wait_for(lambda: len(errors) == 1)
-    worker.slot.put(3)
+    worker.slot.put("", 3)
     _wait_for(lambda: seen == ["warm-up", 1, 2, 3])
     assert [str(error) for error in errors] == ["broken frame"]
     assert worker.stop(timeout=2.0) and not worker.alive

@@ -65,6 +65,14 @@ def test_shipped_yaml_holds_the_table_defaults():
     ("depth_display_max", float("nan"), "finite"),
     ("weights", 3, "string"),
     ("no_such_parameter", 1, "unknown parameter"),
+    ("points_stride", 0, ">= 1"),
+    ("points_max_depth", -1.0, ">= 0"),
+    ("points_colour", "rainbow", "input, class"),
+    ("points_exclude_classes", "sky", "list of strings"),
+    ("cameras", ["front", "left", "front"], "'front' given more than once"),
+    ("cameras", ["front", " "], "a camera name is empty"),
+    ("cameras", ["front-left", "9lives"], "'front-left', '9lives' cannot prefix a topic"),
+    ("batch_wait_ms", -1.0, ">= 0"),
 ])
 def test_bad_parameter_is_named(name, value, fragment):
     with pytest.raises(params.ParamError) as info:
@@ -99,11 +107,23 @@ def test_depth_display_range():
         params.load_config({"depth_display_min": 60.0, "depth_display_max": 50.0})
 
 
+def test_points_and_cameras_config():
+    config = params.load_config({"cameras": ["front", "rear/left"], "batch_wait_ms": 5.0,
+                                 "points_exclude_classes": [" sky ", "road"], "points_max_depth": 30.0})
+    assert config.cameras == ("front", "rear/left") and config.batch_wait_s == pytest.approx(0.005)
+    options = config.points_options(["sky", "building", "road"])
+    assert options.exclude == (0, 2) and options.max_depth == 30.0 and options.stride == 4
+    assert params.load_config({}).points_options(["sky"]).max_depth is None        # 0 = no limit
+    with pytest.raises(params.ParamError, match="parameter 'points_exclude_classes': unknown class name.*'road'"):
+        params.load_config({"points_exclude_classes": ["road"]}).points_options(["sky", "car"])
+
+
 def test_all_outputs_off_is_an_error():
     off = {params.publish_param(spec): False for spec in OUTPUT_SPECS}
     with pytest.raises(params.ParamError, match="nothing to publish"):
         params.load_config({**off, "publish_depth_camera_info": False})
     assert params.load_config(off).outputs == ()   # camera info alone is still something
+    assert params.load_config({**off, "publish_depth_camera_info": False, "publish_points": True}).publish_points
 
 
 def test_a_precision_or_backend_the_device_cannot_run_falls_back_and_says_so(weights_file):
@@ -203,7 +223,7 @@ def test_a_change_the_rules_refuse_names_the_parameter(changes, fragment):
     with pytest.raises(params.ParamError) as info:
         params.check_change(CONFIGURED, changes, configured=True)
     assert fragment in str(info.value) and {name for name, _ in info.value.problems} & (set(changes) | {
-        ", ".join(params.publish_param(s) for s in OUTPUT_SPECS)})
+        ", ".join([*(params.publish_param(s) for s in OUTPUT_SPECS), "publish_points"])})
 
 
 def test_configure_time_parameters_may_change_while_unconfigured():
@@ -226,8 +246,9 @@ def test_a_change_may_not_add_a_problem_but_an_old_one_does_not_block_others():
 def test_every_parameter_says_when_a_change_takes_effect():
     live = {spec.name for spec in params.PARAMS if spec.applies == params.LIVE}
     assert live == {"overlay_alpha", "depth_display_min", "depth_display_max", "depth_colormap", "log_period",
-                    "publish_depth_camera_info", "publish_label_info",
-                    *(params.publish_param(spec) for spec in OUTPUT_SPECS)}
+                    "publish_depth_camera_info", "publish_label_info", "publish_points", "points_stride",
+                    "points_max_depth", "points_exclude_classes", "points_organized", "points_colour",
+                    "batch_wait_ms", *(params.publish_param(spec) for spec in OUTPUT_SPECS)}
     assert {spec.name for spec in params.PARAMS if spec.applies == params.START} == {"autostart"}
 
 

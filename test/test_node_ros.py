@@ -11,7 +11,7 @@ import pytest
 from node_harness import (HEIGHT, ROS_SKIP, WIDTH, Harness, check_outputs, diagnostics_of, harness_factory,  # noqa: F401
                           image_msg, latched_classes, module_weights, next_stamp, rclpy, reference, rgb_frame)
 
-from hydranet_ros.messages.image import decode_image
+from hydranet_ros.messages.image import image_to_rgb
 from hydranet_ros.messages.topics import OUTPUT_SPECS
 
 if rclpy is not None:
@@ -68,7 +68,7 @@ ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "rgb16", "bgr1
 def test_every_output_for_each_encoding(shared, reference, encoding):
     stamp = next_stamp()
     sent = image_msg(encode(rgb_frame(stamp), encoding), encoding, stamp)
-    rgb = decode_image(sent.height, sent.width, sent.encoding, sent.is_bigendian, sent.step, sent.data)
+    rgb = image_to_rgb(sent)
     shared.image_pub.publish(sent)
     names = tuple(spec.name for spec in OUTPUT_SPECS)
     check_outputs(shared.outputs_for(stamp, names), sent, rgb, reference)

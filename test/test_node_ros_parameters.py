@@ -11,6 +11,9 @@ from node_harness import (ALL_OUTPUTS, HEIGHT, ROS_SKIP, WIDTH, as_array, harnes
                           latched_classes, module_weights, rclpy, reference, rgb_frame)
 
 if rclpy is not None:
+    from rcl_interfaces.msg import ParameterType
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
     from sensor_msgs.msg import CameraInfo
 
 pytestmark = ROS_SKIP
@@ -114,6 +117,23 @@ def test_a_refused_set_keeps_the_old_value_and_says_why(harness_factory, name, v
     assert harness.node.get_parameter(name).value == old
     stamp, _, _ = harness.publish_frame()
     harness.outputs_for(stamp, ("depth",))   # and the node carries on
+
+
+def test_string_arrays_are_typed_and_an_empty_one_clears_them(harness_factory):
+    harness = harness_factory(subscribe=("depth",), publish_points=True, points_exclude_classes=["sky"])
+    assert harness.node.get_parameter("points_exclude_classes").value == ["sky"]
+    described = harness.describe(["points_exclude_classes", "cameras"])
+    assert all(d.type == ParameterType.PARAMETER_STRING_ARRAY for d in described.values())
+    assert harness.set_param("points_exclude_classes", ["sky", "road"]).successful
+    assert harness.node.running.points_options.exclude == (0, 2)
+    # what `ros2 param set <node> points_exclude_classes "[]"` sends: YAML's [] as an empty bool array
+    empty = Parameter("points_exclude_classes", Parameter.Type.BOOL_ARRAY, []).to_parameter_msg()
+    result = harness.call(SetParameters, "set_parameters", SetParameters.Request(parameters=[empty])).results[0]
+    assert result.successful, result.reason
+    assert harness.node.get_parameter("points_exclude_classes").value == []
+    assert harness.node.running.points_options.exclude == ()
+    refused = harness.set_param("points_exclude_classes", "sky")           # a string, not a list
+    assert not refused.successful and harness.node.get_parameter("points_exclude_classes").value == []
 
 
 def test_describe_shows_ranges_and_read_only(harness_factory):

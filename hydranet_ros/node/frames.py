@@ -1,5 +1,6 @@
-"""What a configured node holds, and what its inference thread does with each frame:
-load the weights, warm up, decode, predict the outputs somebody listens to, publish.
+"""What a configured node holds, and what its inference thread does with the frames:
+load the weights, warm up, decode, predict the outputs somebody listens to (the
+frames of several cameras that have one size in one pass), publish.
 
 The node (``node.py``) builds a ``Running`` at configure and drops it at cleanup; the
 functions here run in the inference thread and only read it.
@@ -7,47 +8,81 @@ functions here run in the inference thread and only read it.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from rclpy.logging import LoggingSeverity
 
-from ..inference.predictor import load_predictor
+from ..common.pinhole import CameraError, PinholeK
+from ..inference.batch import predict_frames
+from ..inference.points import PointsOptions
+from ..inference.predictor import POINTS, Prediction, load_predictor
+from ..messages.builders import MessageTypes, depth_camera_info, image_message
 from ..messages.image import ImageDecodeError, decode_input
+from ..messages.point_cloud import camera_for_frame, point_cloud_message
 from ..messages.stamps import stamp_to_ns
 from ..messages.topics import OUTPUT_SPECS
-from .health import HealthJudge, Stats, select_outputs, stamp_latency
+from .batch_stats import BatchStats
+from .cameras import Camera
+from .health import select_outputs, stamp_latency
 from .parameters import NodeConfig, ParamError, fallback_notes, resolve_weights
-from .ros_messages import depth_camera_info_msg, image_msg
 from .worker import InferenceWorker
 
 # at most one log line per this many seconds for each kind of per-frame problem
 THROTTLE_S = 5.0
 WARMUP_PASSES = 2
+# every image output, so that each post-processing kernel is compiled or captured too
+OUTPUTS_TO_WARM = tuple(spec.name for spec in OUTPUT_SPECS)
 
 
 @dataclass
 class Running:
-    """Everything a configured node holds. ``config`` and ``image_pubs`` change with live
-    parameters and are replaced whole, so the inference thread reads consistent values."""
+    """Everything a configured node holds. ``config`` and ``points_options`` change with
+    live parameters and are replaced whole, so the inference thread reads consistent values."""
 
     config: NodeConfig
     predictor: Any
-    stats: Stats
+    cameras: dict[str, Camera]          # by name; one named "" with `cameras: []`
+    points_options: PointsOptions
+    types: MessageTypes
+    device: str = ""
     worker: InferenceWorker | None = None
-    judge: HealthJudge = field(default_factory=HealthJudge)
+    batches: BatchStats = field(default_factory=BatchStats)
     active: bool = False
-    subscription: Any = None
-    reliability: str = ""
-    listening_since: float = field(default_factory=time.monotonic)
-    image_pubs: dict[str, Any] = field(default_factory=dict)
-    info_pub: Any = None
-    info_sub: Any = None
-    label_pub: Any = None
     status_timer: Any = None
-    camera_info: Any = None
-    starved_note: str = ""
+
+    # the first camera's (with `cameras: []` the only one's) state, as a single-camera node has it
+    @property
+    def stats(self):
+        return self.first.stats
+
+    @property
+    def image_pubs(self) -> dict[str, Any]:
+        return self.first.image_pubs
+
+    @property
+    def reliability(self) -> str:
+        return self.first.reliability
+
+    @property
+    def camera_info(self) -> Any:
+        return self.first.camera_info
+
+    @property
+    def starved_note(self) -> str:
+        return self.first.starved_note
+
+    @property
+    def first(self) -> Camera:
+        return next(iter(self.cameras.values()))
+
+    def set_device(self, description: str) -> None:
+        self.device = description
+        for camera in self.cameras.values():
+            camera.stats.device = description
 
 
 def load_node_predictor(config: NodeConfig, logger: Any):
@@ -77,83 +112,177 @@ def device_description(predictor: Any) -> str:
 
 
 def note_backend(run: Running, logger: Any) -> None:
-    if not run.stats.device.endswith(f" {run.predictor.backend}"):
-        run.stats.device = device_description(run.predictor)
-        logger.log(f"the backend failed at run time; now on {run.stats.device}", LoggingSeverity.WARN)
+    if not run.device.endswith(f" {run.predictor.backend}"):
+        run.set_device(device_description(run.predictor))
+        logger.log(f"the backend failed at run time; now on {run.device}", LoggingSeverity.WARN)
 
 
 def warm_up(run: Running, stopping: Callable[[], bool], logger: Any) -> None:
     """Compile, capture and autotune for the camera's size before its first frame, one pass
-    at a time so that a shutdown need not wait for the rest."""
+    at a time so that a shutdown need not wait for the rest; with several cameras for each
+    batch size they may run in (a fixed-shape backend captures each)."""
     if run.config.warmup_size is None:
         return
     width, height = run.config.warmup_size
     start = time.perf_counter()
     logger.info(f"warming up at {width}x{height}")
-    for _ in range(WARMUP_PASSES):
-        if stopping():
-            return
-        try:
-            run.predictor.warmup(height, width, iterations=1)
-        except Exception as error:  # noqa: BLE001 - e.g. out of memory at this size: frames may still fit
-            if not stopping():
-                logger.error(f"warm-up at {width}x{height} failed, continuing without: "
-                             f"{type(error).__name__}: {error}")
-            return
+    frame = np.zeros((height, width, 3), np.uint8)
+    for batch in range(1, len(run.cameras) + 1):
+        for _ in range(WARMUP_PASSES):
+            if stopping():
+                return
+            try:
+                predict_frames(run.predictor, [frame] * batch, OUTPUTS_TO_WARM)
+            except Exception as error:  # noqa: BLE001 - e.g. out of memory at this size: frames may still fit
+                if not stopping():
+                    logger.error(f"warm-up at {width}x{height} failed, continuing without: "
+                                 f"{type(error).__name__}: {error}")
+                return
     note_backend(run, logger)
-    logger.info(f"warmed up at {width}x{height} in {time.perf_counter() - start:.1f} s on {run.stats.device}")
+    logger.info(f"warmed up at {width}x{height} in {time.perf_counter() - start:.1f} s on {run.device}")
 
 
 def frame_failed(run: Running, error: Exception, logger: Any) -> None:
-    run.stats.frame_error(f"{type(error).__name__}: {error}")
+    """An error outside any one camera's frame: every camera counts it."""
+    for camera in run.cameras.values():
+        camera.stats.frame_error(f"{type(error).__name__}: {error}")
     logger.error(f"frame failed: {type(error).__name__}: {error}", throttle_duration_sec=THROTTLE_S)
 
 
-def _wanted_outputs(run: Running) -> tuple[tuple[str, ...], bool]:
-    config, pubs = run.config, run.image_pubs
-    counts = {name: pub.get_subscription_count() for name, pub in pubs.items()}
-    wanted = select_outputs(config.outputs, counts)
-    info_wanted = (config.publish_depth_camera_info and run.info_pub is not None and run.camera_info is not None
-                   and run.info_pub.get_subscription_count() > 0)
-    return wanted, info_wanted
+@dataclass
+class FrameJob:
+    """One camera's frame, decoded, and what to make of it."""
+
+    camera: Camera
+    msg: Any
+    rgb: np.ndarray
+    outputs: tuple[str, ...]            # image outputs somebody listens to
+    info_wanted: bool
+    pinhole: PinholeK | None            # set when its points are wanted and can be made
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]
 
 
-def process_frame(run: Running, msg: Any, logger: Any, now_ns: Callable[[], int]) -> None:
-    """Decode one camera message, predict what somebody listens to and publish it."""
+def process_frames(run: Running, msgs: dict[str, Any], logger: Any, now_ns: Callable[[], int]) -> None:
+    """The frames waiting when the inference thread was free (one per camera): decode each,
+    run those of one size together, publish each camera's outputs with its own header."""
     if not run.active:
-        return   # deactivated after the frame was parked
-    wanted, info_wanted = _wanted_outputs(run)
-    if not wanted and not info_wanted:
-        run.stats.frame_idle()
-        return
+        return   # deactivated after the frames were parked
+    jobs = []
+    for name, msg in msgs.items():
+        camera = run.cameras[name]
+        with _counted(run, [camera], logger):
+            job = _prepare(run, camera, msg, logger)
+            if job is not None:
+                jobs.append(job)
+    for job in [job for job in jobs if not job.outputs and job.pinhole is None]:
+        _publish(run, job, None, 0.0, now_ns)   # depth/camera_info only: nothing to compute
+    sizes: dict[tuple[int, int], list[FrameJob]] = {}
+    for job in jobs:
+        if job.outputs or job.pinhole is not None:
+            sizes.setdefault(job.size, []).append(job)
+    for group in sizes.values():
+        with _counted(run, [job.camera for job in group], logger):
+            _run_group(run, group, logger, now_ns)
+
+
+@contextmanager
+def _counted(run: Running, cameras: list[Camera], logger: Any) -> Iterator[None]:
+    """An unexpected error in one camera's frame (or one batch) is counted for those cameras
+    only; the others' frames still run. While the node stops it is left to the worker."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - one broken frame must not stop the other cameras
+        if run.worker is not None and run.worker.stopping:
+            raise
+        reason = f"{type(error).__name__}: {error}"
+        for camera in cameras:
+            camera.stats.frame_error(reason)
+        logger.error(f"frame failed ({', '.join(c.label for c in cameras)}): {reason}",
+                     throttle_duration_sec=THROTTLE_S)
+
+
+def _wanted(run: Running, camera: Camera) -> tuple[tuple[str, ...], bool, bool]:
+    """The image outputs, depth/camera_info and points that somebody listens to."""
+    config = run.config
+    counts = {name: pub.get_subscription_count() for name, pub in camera.image_pubs.items()}
+    info = (config.publish_depth_camera_info and camera.info_pub is not None and camera.camera_info is not None
+            and camera.info_pub.get_subscription_count() > 0)
+    points = config.publish_points and camera.points_pub is not None and camera.points_pub.get_subscription_count() > 0
+    return select_outputs(config.outputs, counts), info, points
+
+
+def _prepare(run: Running, camera: Camera, msg: Any, logger: Any) -> FrameJob | None:
+    """Decode ``msg`` if anything of it is wanted; None (counted) when there is nothing to do."""
+    outputs, info_wanted, points_wanted = _wanted(run, camera)
+    if not outputs and not info_wanted and not points_wanted:
+        camera.stats.frame_idle()
+        return None
     config = run.config
     try:
         rgb = decode_input(msg, config.input_transport, config.max_input_pixels)
     except ImageDecodeError as error:
-        run.stats.frame_bad(str(error))
-        logger.error(f"bad frame dropped: {error}", throttle_duration_sec=THROTTLE_S)
-        return
+        camera.stats.frame_bad(str(error))
+        logger.error(f"bad frame dropped ({camera.label}): {error}", throttle_duration_sec=THROTTLE_S)
+        return None
+    height, width = rgb.shape[:2]
+    if camera.frame_size not in (None, (width, height)):
+        old_width, old_height = camera.frame_size
+        reason = (f"{camera.label} changed from {old_width}x{old_height} to {width}x{height}; a fixed-shape "
+                  "backend compiles or captures each new size")
+        camera.stats.frame_resized(reason)
+        logger.log(reason, LoggingSeverity.WARN, throttle_duration_sec=THROTTLE_S)
+    camera.frame_size = (width, height)
+    pinhole = None
+    if points_wanted:
+        try:
+            pinhole = camera_for_frame(camera.camera_info, width, height)
+        except CameraError as error:
+            camera.stats.frame_without_points(str(error))
+            logger.log(f"no points for this frame ({camera.label}): {error}", LoggingSeverity.WARN,
+                       throttle_duration_sec=THROTTLE_S)
+    if not outputs and not info_wanted and pinhole is None:
+        return None
+    return FrameJob(camera, msg, rgb, outputs, info_wanted, pinhole)
 
+
+def _run_group(run: Running, group: list[FrameJob], logger: Any, now_ns: Callable[[], int]) -> None:
+    """Same-size frames through the network in one pass, then each camera's outputs."""
+    names = {name for job in group for name in job.outputs}
+    outputs = tuple(spec.name for spec in OUTPUT_SPECS if spec.name in names)
+    if any(job.pinhole is not None for job in group):
+        outputs += (POINTS,)
     start = time.perf_counter()
     try:
-        prediction = run.predictor.predict(rgb, wanted) if wanted else None
+        predictions = predict_frames(run.predictor, [job.rgb for job in group], outputs,
+                                     cameras=[job.pinhole for job in group], points=run.points_options)
     except torch.cuda.OutOfMemoryError as error:
         torch.cuda.empty_cache()
-        reason = f"GPU out of memory on a {rgb.shape[1]}x{rgb.shape[0]} frame: {error}"
-        run.stats.frame_out_of_memory(reason)
+        width, height = group[0].size
+        reason = f"GPU out of memory on {len(group)} frame(s) of {width}x{height}: {error}"
+        for job in group:
+            job.camera.stats.frame_out_of_memory(reason)
         logger.error(f"frame dropped, {reason}", throttle_duration_sec=THROTTLE_S)
         return
     inference_s = time.perf_counter() - start
     note_backend(run, logger)
+    run.batches.batch_done(len(group), inference_s)
+    for job, prediction in zip(group, predictions):
+        _publish(run, job, prediction, inference_s, now_ns)
 
-    header = msg.header   # every output carries the input's stamp and frame_id unchanged
-    pubs = run.image_pubs
+
+def _publish(run: Running, job: FrameJob, prediction: Prediction | None, inference_s: float,
+             now_ns: Callable[[], int]) -> None:
+    """Every output carries the input's stamp and frame_id unchanged."""
+    camera, header, types = job.camera, job.msg.header, run.types
     for spec in OUTPUT_SPECS:
-        if spec.name in wanted:
-            pubs[spec.name].publish(image_msg(header, getattr(prediction, spec.name), spec.encoding))
-    if info_wanted:
-        height, width = rgb.shape[:2]
-        # outputs are at input resolution today; scaling keeps this right if that changes
-        out_height, out_width = getattr(prediction, wanted[0]).shape[:2] if wanted else (height, width)
-        run.info_pub.publish(depth_camera_info_msg(run.camera_info, header, (width, height), (out_width, out_height)))
-    run.stats.frame_done(inference_s, stamp_latency(stamp_to_ns(header.stamp.sec, header.stamp.nanosec), now_ns()))
+        if spec.name in job.outputs:
+            camera.image_pubs[spec.name].publish(image_message(types, header, getattr(prediction, spec.name),
+                                                               spec.encoding))
+    if job.info_wanted:
+        camera.info_pub.publish(depth_camera_info(types, header, camera.camera_info))
+    if job.pinhole is not None and prediction is not None and prediction.points is not None:
+        camera.points_pub.publish(point_cloud_message(types, header, prediction.points))
+    camera.stats.frame_done(inference_s, stamp_latency(stamp_to_ns(header.stamp.sec, header.stamp.nanosec), now_ns()))

@@ -1,5 +1,5 @@
-"""The node's health: the newest-frame slot, frame statistics, the diagnostic level and
-why no frame arrives.
+"""The node's health: which outputs to compute, each camera's frame statistics, the
+diagnostic level and why no frame arrives.
 
 Plain Python, no rclpy: the node feeds these from its callbacks and worker thread,
 and the tests drive them with a fake clock.
@@ -11,63 +11,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, Mapping, TypeVar
+from typing import Callable, Iterable, Mapping, Sequence
 
 from ..common.timing import stage_stats
 from ..messages.topics import IMAGE_TOPIC, OUTPUT_SPECS
 from .qos import BEST_EFFORT
-
-T = TypeVar("T")
-
-
-class FrameSlot(Generic[T]):
-    """Holds only the newest frame. ``put`` overwrites and counts what it overwrote as
-    dropped, so a slow GPU skips frames instead of building a backlog."""
-
-    def __init__(self) -> None:
-        self._item: T | None = None
-        self._closed = False
-        self._dropped = 0
-        self._cond = threading.Condition()
-
-    def put(self, item: T) -> bool:
-        """Store ``item``; True if an unprocessed frame was overwritten (dropped)."""
-        with self._cond:
-            replaced = self._item is not None
-            if replaced:
-                self._dropped += 1
-            self._item = item
-            self._cond.notify()
-            return replaced
-
-    def take(self, timeout: float | None = None) -> T | None:
-        """The newest frame, waiting up to ``timeout`` s; None on timeout or once closed."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
-            if self._closed:
-                return None
-            item, self._item = self._item, None
-            return item
-
-    def clear(self) -> None:
-        """Forget a frame not yet taken (the node was deactivated)."""
-        with self._cond:
-            self._item = None
-
-    def close(self) -> None:
-        """Wake the worker and make every later ``take`` return None."""
-        with self._cond:
-            self._closed = True
-            self._item = None
-            self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def dropped(self) -> int:
-        return self._dropped
 
 
 def select_outputs(enabled: Iterable[str], subscriber_counts: Mapping[str, int]) -> tuple[str, ...]:
@@ -96,6 +44,8 @@ class StatsSnapshot:
     out_of_memory: int
     errors: int
     idle: int               # frames skipped because nobody subscribed
+    resized: int            # frames of another size than the camera's previous frame
+    without_points: int     # frames whose camera_info could not back-project them
     fps: float
     latency_ms: tuple[float, float, float]     # p50, p95, max over the window
     inference_ms: tuple[float, float, float]
@@ -114,6 +64,8 @@ class StatsSnapshot:
                 ("frames dropped (newer frame arrived)", str(self.dropped)),
                 ("frames bad (could not decode)", str(self.bad)),
                 ("frames skipped (no subscribers)", str(self.idle)),
+                ("frames of a new size", str(self.resized)),
+                ("frames without points (camera_info)", str(self.without_points)),
                 ("GPU out of memory", str(self.out_of_memory)), ("inference errors", str(self.errors)),
                 ("last error", self.last_error or "none")]
 
@@ -134,7 +86,7 @@ class Stats:
         self._inference: deque[float] = deque(maxlen=max_samples)
         self._last_frame: float | None = None
         self.received = self.processed = self.dropped = self.bad = 0
-        self.out_of_memory = self.errors = self.idle = 0
+        self.out_of_memory = self.errors = self.idle = self.resized = self.without_points = 0
         self.last_error = ""
 
     def frame_received(self, replaced: bool) -> None:
@@ -143,24 +95,29 @@ class Stats:
             self.dropped += int(replaced)
             self._last_frame = self._clock()
 
-    def frame_bad(self, reason: str) -> None:
+    def _problem(self, counter: str, reason: str) -> None:
         with self._lock:
-            self.bad += 1
+            setattr(self, counter, getattr(self, counter) + 1)
             self.last_error = reason
+
+    def frame_bad(self, reason: str) -> None:
+        self._problem("bad", reason)
 
     def frame_idle(self) -> None:
         with self._lock:
             self.idle += 1
 
+    def frame_resized(self, reason: str) -> None:
+        self._problem("resized", reason)
+
+    def frame_without_points(self, reason: str) -> None:
+        self._problem("without_points", reason)
+
     def frame_out_of_memory(self, reason: str) -> None:
-        with self._lock:
-            self.out_of_memory += 1
-            self.last_error = reason
+        self._problem("out_of_memory", reason)
 
     def frame_error(self, reason: str) -> None:
-        with self._lock:
-            self.errors += 1
-            self.last_error = reason
+        self._problem("errors", reason)
 
     def frame_done(self, inference_s: float, latency_s: float | None) -> None:
         with self._lock:
@@ -186,7 +143,8 @@ class Stats:
 
             return StatsSnapshot(
                 received=self.received, processed=self.processed, dropped=self.dropped, bad=self.bad,
-                out_of_memory=self.out_of_memory, errors=self.errors, idle=self.idle, fps=fps,
+                out_of_memory=self.out_of_memory, errors=self.errors, idle=self.idle, resized=self.resized,
+                without_points=self.without_points, fps=fps,
                 latency_ms=summary(self._latency),
                 inference_ms=summary(self._inference), last_error=self.last_error, device=self.device,
                 seconds_since_frame=None if self._last_frame is None else now - self._last_frame)
@@ -211,7 +169,7 @@ class HealthJudge:
         prev = self._previous
         self._previous = snap
         new = {name: getattr(snap, name) - (getattr(prev, name) if prev else 0)
-               for name in ("bad", "out_of_memory", "errors", "processed", "idle")}
+               for name in ("bad", "out_of_memory", "errors", "processed", "idle", "resized", "without_points")}
         if snap.received == 0:
             return Health("warn", f"no images received yet on '{topic}'")
         if new["out_of_memory"]:
@@ -222,6 +180,10 @@ class HealthJudge:
             return Health("warn", f"{new['bad']} bad frame(s) dropped: {snap.last_error}")
         if snap.seconds_since_frame is not None and snap.seconds_since_frame > self._stale_after_s:
             return Health("warn", f"no image for {snap.seconds_since_frame:.1f} s on '{topic}'")
+        if new["without_points"]:
+            return Health("warn", f"{new['without_points']} frame(s) without points: {snap.last_error}")
+        if new["resized"]:
+            return Health("warn", f"{new['resized']} frame(s) changed size: {snap.last_error}")
         if new["idle"] and not new["processed"]:
             return Health("ok", "idle: no subscribers to any output")
         return Health("ok", f"{snap.fps:.1f} fps")
@@ -233,7 +195,22 @@ def format_log_line(snap: StatsSnapshot) -> str:
     return (f"{snap.fps:.1f} fps on {snap.device}, latency p50/p95 {ms(snap.latency_ms)}, "
             f"inference p50/p95 {ms(snap.inference_ms)}, frames: {snap.received} received, "
             f"{snap.processed} processed, {snap.dropped} dropped, {snap.bad} bad, "
-            f"{snap.idle} idle, {snap.out_of_memory} out of memory, {snap.errors} errors")
+            f"{snap.idle} idle, {snap.out_of_memory} out of memory, {snap.errors} errors"
+            + (f", {snap.without_points} without points" if snap.without_points else "")
+            + (f", {snap.resized} of a new size" if snap.resized else ""))
+
+
+LEVEL_ORDER = ("ok", "warn", "error")
+
+
+def worst_health(named: Sequence[tuple[str, Health]]) -> Health:
+    """One level for several cameras: the worst camera's, with its name; all fine: each one's rate."""
+    if not named:
+        return Health("ok", "no cameras")
+    name, worst = max(named, key=lambda item: LEVEL_ORDER.index(item[1].level))
+    if worst.level != "ok":
+        return Health(worst.level, f"{name}: {worst.message}")
+    return Health("ok", "; ".join(f"{name}: {health.message}" for name, health in named))
 
 
 # seconds with publishers but no frame before the node says why

@@ -6,13 +6,13 @@ ignores frames and publishes nothing; ``cleanup`` frees the model and its GPU me
 ``shutdown`` ends the process (``main.py``). With ``autostart`` (the default) the
 process configures and activates at once, so it runs like a plain node.
 
-A thin rclpy shell: decisions live in ``parameters``, ``health`` and ``qos`` (tested
-without ROS), the per-frame work in ``frames`` and the messages in ``ros_messages``.
-The subscription only parks the newest frame in the inference thread's slot
-(``worker``), so a slow GPU drops frames rather than queueing them.
-
-The module is longer than most because it is one state machine: the transitions and
-the publishers, subscriptions and timers they create and destroy stay together.
+One node serves one camera (``cameras: []``: ``image`` in, ``depth/image`` ... out) or
+several (``cameras: [front, left]``: ``front/image`` in, ``front/depth/image`` ... out)
+with one model. A thin rclpy shell: decisions live in ``parameters``, ``health`` and
+``qos`` (tested without ROS), the per-frame work in ``frames``, each camera's topics in
+``camera_io`` and the messages in ``messages/`` and ``ros_messages``. The subscriptions
+only park each camera's newest frame in the inference thread's slots (``worker``), so
+a slow GPU drops frames rather than queueing them.
 """
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ from typing import Any, Callable
 
 import torch
 
-from ..messages.topics import CAMERA_INFO_TOPIC, DEPTH_CAMERA_INFO_TOPIC, LABEL_INFO_TOPIC, OUTPUT_SPECS, input_topic
-from .health import STARVED_AFTER_S, Stats, format_log_line, lifecycle_health, starvation
+from ..messages.builders import ros_message_types
+from .camera_slots import CameraSlots
+from .cameras import Camera, camera_list
+from .health import STARVED_AFTER_S, Stats, format_log_line, lifecycle_health, worst_health
 from .parameters import NODE_NAME, PARAMS, PARAMS_BY_NAME, NodeConfig, ParamError, check_change, load_config, \
     resolve_weights
-from .qos import CAMERA_INFO_QOS, DIAGNOSTICS_QOS, LATCHED_QOS, PUBLISHER_QOS, QosChoice, subscription_qos
+from .qos import DIAGNOSTICS_QOS, subscription_qos
 from .worker import InferenceWorker
 
 # rclpy is imported here, not lazily, because the node class derives from it; the
@@ -38,16 +40,15 @@ try:
     from rcl_interfaces.msg import SetParametersResult
     from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
     from rclpy.logging import LoggingSeverity
-    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-    from .frames import Running, device_description, frame_failed, load_node_predictor, process_frame, warm_up
+    from .camera_io import CameraIO
+    from .frames import Running, device_description, frame_failed, load_node_predictor, process_frames, warm_up
     from .ros_logging import forward_package_logs, stop_forwarding
-    from .ros_messages import LABEL_INFO_TYPE, LabelInfo, diagnostic_array, label_info_msg, qos_profile, \
-        reliability_name
+    from .ros_messages import diagnostic_array, diagnostic_status, qos_profile
     from .ros_parameters import declare_parameters, warn_unknown_overrides
 except ImportError as _error:  # pragma: no cover - exercised only without ROS 2
     ROS_IMPORT_ERROR: ImportError | None = _error
-    LifecycleNode = object  # type: ignore[assignment,misc]
+    LifecycleNode = CameraIO = object  # type: ignore[assignment,misc]
 else:
     ROS_IMPORT_ERROR = None
 
@@ -57,16 +58,15 @@ HEARTBEAT_S = 1.0
 # configure) only EXIT_WAIT_S: a pass that takes longer ends on its own
 CLEANUP_WAIT_S = 10.0
 EXIT_WAIT_S = 2.0
-# while no frame comes, say why at most this often
-STARVED_LOG_PERIOD_S = 60.0
 
 
 class TransitionFailed(Exception):
     """A transition that cannot complete; the message says why (and goes to the log)."""
 
 
-class HydraNetNode(LifecycleNode):
-    """Subscribes to ``image`` (or ``image/compressed``) and publishes depth, labels and overlays."""
+class HydraNetNode(CameraIO, LifecycleNode):
+    """Subscribes to each camera's ``image`` (or ``image/compressed``) and publishes depth,
+    labels, overlays and the labelled point cloud."""
 
     def __init__(self, stop_requested: threading.Event | None = None, **node_options: Any) -> None:
         """``stop_requested`` set (by a signal handler) interrupts a configure that waits for
@@ -162,29 +162,39 @@ class HydraNetNode(LifecycleNode):
         if problems:
             raise ParamError(problems)
         predictor = load_node_predictor(config, self.get_logger())
-        run = Running(config=config, predictor=predictor, stats=Stats(device=device_description(predictor)))
-        run.worker = InferenceWorker(lambda msg: process_frame(run, msg, self.get_logger(), self._now_ns),
+        points = config.points_options(predictor.class_names)   # the card's names: known only now
+        device = device_description(predictor)
+        names = camera_list(config.cameras)
+        run = Running(config=config, predictor=predictor, points_options=points, types=ros_message_types(),
+                      device=device, cameras={name: Camera(name, Stats(device=device)) for name in names})
+        run.worker = InferenceWorker(lambda msgs: process_frames(run, msgs, self.get_logger(), self._now_ns),
                                      lambda stopping: warm_up(run, stopping, self.get_logger()),
-                                     lambda error: frame_failed(run, error, self.get_logger()))
+                                     lambda error: frame_failed(run, error, self.get_logger()),
+                                     CameraSlots(names, gather_s=config.batch_wait_s))
         self._run = run
-        self._subscribe(run, subscription_qos(config, self._offered_reliabilities(config)))
-        self._sync_outputs(run, None)
+        for camera in run.cameras.values():
+            self._subscribe(run, camera, subscription_qos(config, self._offered_reliabilities(config, camera)))
+        self._sync_outputs(run)
+        self._sync_status_timer(run, None)
         run.worker.start()
         if not run.worker.wait_warmed(give_up=self._stop_requested.is_set):
             self._release(EXIT_WAIT_S)
             raise TransitionFailed("interrupted during the warm-up")
         self.failure = ""
+        listening = ", ".join(f"'{camera.subscription.topic_name}'" for camera in run.cameras.values())
         self.get_logger().info(
-            f"configured: {predictor.card.model.num_classes} classes on {run.stats.device}; listening on "
-            f"'{run.subscription.topic_name}' ({config.input_transport}, {run.reliability})")
+            f"configured: {predictor.card.model.num_classes} classes on {run.device}; listening on "
+            f"{listening} ({config.input_transport}, {run.first.reliability})")
 
     def _activate(self) -> None:
         run = self._run
-        run.listening_since = time.monotonic()
-        if run.label_pub is not None:
-            run.label_pub.publish(label_info_msg(run.predictor.card, self.get_clock().now().to_msg()))
+        for camera in run.cameras.values():
+            camera.listening_since = time.monotonic()
+            if camera.label_pub is not None:
+                self._publish_classes(run, camera)
         run.active = True
-        self.get_logger().info(f"active: publishing {', '.join(run.config.outputs) or 'camera info only'}")
+        outputs = [*run.config.outputs, *(["points"] if run.config.publish_points else [])]
+        self.get_logger().info(f"active: publishing {', '.join(outputs) or 'camera info only'}")
 
     def _deactivate(self, state) -> None:
         self._run.active = False
@@ -210,12 +220,8 @@ class HydraNetNode(LifecycleNode):
             self._lingering.append(run.worker)
             self.get_logger().log("the inference thread is still busy (a long warm-up or frame); it ends "
                                   "on its own and frees the model then", LoggingSeverity.WARN)
-        for subscription in (run.subscription, run.info_sub):
-            if subscription is not None:
-                self.destroy_subscription(subscription)
-        for publisher in (*run.image_pubs.values(), run.info_pub, run.label_pub):
-            if publisher is not None:
-                self.destroy_lifecycle_publisher(publisher)
+        for camera in run.cameras.values():
+            self._destroy_camera(camera)
         if run.status_timer is not None:
             self.destroy_timer(run.status_timer)
         on_gpu = run.predictor.device.type == "cuda"
@@ -247,124 +253,66 @@ class HydraNetNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     def _apply_live(self, run: Running, config: NodeConfig) -> None:
-        run.predictor.set_display(**config.display_options())   # first: it may refuse
-        old, run.config = run.config, config
-        self._sync_outputs(run, old)
+        # first what may refuse the change: class names the model lacks, a display range
+        points = config.points_options(run.predictor.class_names)
+        run.predictor.set_display(**config.display_options())
+        old, run.config, run.points_options = run.config, config, points
+        run.worker.slot.gather_s = config.batch_wait_s
+        self._sync_outputs(run)
+        self._sync_status_timer(run, old)
 
-    # ----- publishers and subscriptions -----------------------------------------
-
-    def _subscribe(self, run: Running, choice: QosChoice) -> None:
-        """(Re)subscribe to the camera with ``choice``; the old subscription goes once the new one exists."""
-        message_type = CompressedImage if run.config.input_transport == "compressed" else Image
-        old = run.subscription
-        run.subscription = self.create_subscription(message_type, input_topic(run.config.input_transport),
-                                                    self._on_image, qos_profile(choice))
-        run.reliability = choice.reliability
-        if old is not None:
-            self.destroy_subscription(old)
-
-    def _sync_outputs(self, run: Running, old: NodeConfig | None) -> None:
-        """Create what the config switches on (live switches included) and the status timer.
-        An image output switched off keeps its publisher and gets nothing; the latched
-        classes go with their switch, so that a late joiner does not get them."""
-        config, publisher_qos = run.config, qos_profile(PUBLISHER_QOS)
-        missing = [spec for spec in OUTPUT_SPECS if spec.name in config.outputs and spec.name not in run.image_pubs]
-        if missing:
-            pubs = dict(run.image_pubs)
-            pubs.update({spec.name: self._lifecycle_publisher(run, Image, spec.topic, publisher_qos)
-                         for spec in missing})
-            run.image_pubs = pubs   # replaced whole: the inference thread reads it unlocked
-        if config.publish_depth_camera_info and run.info_pub is None:
-            run.info_pub = self._lifecycle_publisher(run, CameraInfo, DEPTH_CAMERA_INFO_TOPIC, publisher_qos)
-            run.info_sub = self.create_subscription(CameraInfo, CAMERA_INFO_TOPIC, self._on_camera_info,
-                                                    qos_profile(CAMERA_INFO_QOS))
-        if config.publish_label_info and run.label_pub is None:
-            run.label_pub = self._lifecycle_publisher(run, LABEL_INFO_TYPE, LABEL_INFO_TOPIC, qos_profile(LATCHED_QOS))
-            if LabelInfo is None:
-                self.get_logger().log(f"vision_msgs is not installed; {LABEL_INFO_TOPIC} carries std_msgs/String "
-                                      "JSON instead of vision_msgs/LabelInfo", LoggingSeverity.WARN)
-            if run.active:
-                run.label_pub.publish(label_info_msg(run.predictor.card, self.get_clock().now().to_msg()))
-        elif not config.publish_label_info and run.label_pub is not None:
-            self.destroy_lifecycle_publisher(run.label_pub)
-            run.label_pub = None
-        if old is None or old.log_period != config.log_period:
+    def _sync_status_timer(self, run: Running, old: NodeConfig | None) -> None:
+        if old is None or old.log_period != run.config.log_period:
             if run.status_timer is not None:
                 self.destroy_timer(run.status_timer)
-            run.status_timer = (self.create_timer(config.log_period, self._log_status)
-                                if config.log_period > 0 else None)
+            run.status_timer = (self.create_timer(run.config.log_period, self._log_status)
+                                if run.config.log_period > 0 else None)
 
-    def _lifecycle_publisher(self, run: Running, message_type: type, topic: str, qos: Any) -> Any:
-        publisher = self.create_lifecycle_publisher(message_type, topic, qos)
-        if run.active:   # switched on live: the activation it missed
-            publisher.on_activate(None)
-        return publisher
-
-    def _offered_reliabilities(self, config: NodeConfig) -> list[str]:
-        """What each publisher on the camera topic offers, for ``qos_reliability: auto``."""
-        topic = self.resolve_topic_name(input_topic(config.input_transport))
-        return [reliability_name(info.qos_profile.reliability) for info in self.get_publishers_info_by_topic(topic)]
-
-    # ----- callbacks (executor thread) ------------------------------------------
+    # ----- once a second ----------------------------------------------------------
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def _on_image(self, msg: Any) -> None:
-        run = self._run
-        if run is not None and run.active:
-            run.stats.frame_received(replaced=run.worker.slot.put(msg))
-
-    def _on_camera_info(self, msg: Any) -> None:
-        run = self._run
-        if run is not None:
-            run.camera_info = msg
-
     def _heartbeat(self) -> None:
-        """Once a second: follow the camera's QoS, say why frames do not come, publish diagnostics."""
+        """Once a second: follow each camera's QoS, say why frames do not come, publish diagnostics."""
         run = self._run
-        judged = None
+        judged: list[tuple[str, Any]] = []
         if run is not None:
-            self._follow_camera_qos(run)
-            if run.active:
-                judged = self._judge(run)
-        pairs = [("lifecycle state", self.state)] + (run.stats.snapshot().as_pairs() if run is not None else [])
-        self._diagnostics_pub.publish(diagnostic_array(
-            f"{self.get_name()}: inference", lifecycle_health(self.state, self.failure, judged),
-            run.stats.device if run is not None else "", pairs, self.get_clock().now().to_msg()))
-
-    def _follow_camera_qos(self, run: Running) -> None:
-        offered = self._offered_reliabilities(run.config)
-        if not offered:
-            return   # the camera is gone: keep what suited it, for when it comes back
-        choice = subscription_qos(run.config, offered)
-        if choice.reliability != run.reliability:
-            self._subscribe(run, choice)
-            self.get_logger().info(f"the publishers on '{run.subscription.topic_name}' call for a "
-                                   f"{choice.reliability} subscription (qos_reliability auto): resubscribed")
-
-    def _judge(self, run: Running):
-        snap = run.stats.snapshot()
-        topic = run.subscription.topic_name
-        health = run.judge.judge(snap, topic)
-        waited = (snap.seconds_since_frame if snap.seconds_since_frame is not None
-                  else time.monotonic() - run.listening_since)
-        offered = self.count_publishers(topic)
-        # Subscription.get_publisher_count (matched publishers) is missing in Humble's rclpy
-        matched = run.subscription.get_publisher_count() if hasattr(run.subscription, "get_publisher_count") \
-            else offered
-        note = starvation(topic, offered, matched, waited, run.reliability, self.starved_after_s)
-        if note:
-            self.get_logger().log(note, LoggingSeverity.WARN, throttle_duration_sec=STARVED_LOG_PERIOD_S)
-        run.starved_note = note or ""
-        if note:
-            health.level, health.message = "warn", note
-        return health
+            for camera in run.cameras.values():
+                self._follow_camera_qos(run, camera)
+                if run.active:
+                    judged.append((camera.name, self._judge(camera)))
+        overall = worst_health(judged) if len(judged) > 1 else (judged[0][1] if judged else None)
+        name, stamp = f"{self.get_name()}: inference", self.get_clock().now().to_msg()
+        pairs = [("lifecycle state", self.state)]
+        cameras = list(run.cameras.values()) if run is not None else []
+        if len(cameras) == 1:
+            pairs += cameras[0].stats.snapshot().as_pairs()
+        elif cameras:
+            pairs += [("device", run.device), ("cameras", ", ".join(run.cameras))]
+        if run is not None:
+            pairs += run.batches.snapshot().as_pairs()
+        device = run.device if run is not None else ""
+        statuses = [diagnostic_status(name, lifecycle_health(self.state, self.failure, overall), device, pairs)]
+        if len(cameras) > 1:
+            health = dict(judged)
+            statuses += [diagnostic_status(
+                f"{self.get_name()}: camera {camera.name}",
+                health.get(camera.name) or lifecycle_health(self.state, self.failure, None), device,
+                [("image topic", camera.subscription.topic_name), *camera.stats.snapshot().as_pairs()])
+                for camera in cameras]
+        self._diagnostics_pub.publish(diagnostic_array(statuses, stamp))
 
     def _log_status(self) -> None:
         run = self._run
-        if run is not None:
-            self.get_logger().info(f"{self.state}: {format_log_line(run.stats.snapshot())}")
+        if run is None:
+            return
+        if len(run.cameras) == 1:
+            line = format_log_line(run.first.stats.snapshot())
+        else:
+            line = "; ".join(f"{camera.name}: {format_log_line(camera.stats.snapshot())}"
+                             for camera in run.cameras.values())
+        self.get_logger().info(f"{self.state}: {line}; batches {run.batches.snapshot().histogram()}")
 
     # ----- shutdown -------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from typing import Any, Callable, Sequence
 from ..common.sizes import parse_size
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+# a relative ROS name: tokens of letters, digits and underscores, none starting with a digit
+CAMERA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def as_bool(value: Any) -> bool:
@@ -44,6 +46,28 @@ def as_str(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {value!r}")
     return value.strip()
+
+
+def string_list(value: Any) -> tuple[str, ...]:
+    """A string array (``[sky, road]``), each entry stripped."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    return tuple(v.strip() for v in value)
+
+
+def camera_names(value: Any) -> tuple[str, ...]:
+    """Camera names: each a relative ROS name (it prefixes the camera's topics), none twice."""
+    names = string_list(value)
+    if any(not name for name in names):
+        raise ValueError(f"a camera name is empty in {list(names)}")
+    bad = [name for name in names if not CAMERA_NAME.fullmatch(name)]
+    if bad:
+        raise ValueError(f"{', '.join(map(repr, bad))} cannot prefix a topic: use letters, digits, '_' and '/' "
+                         "between names, not starting with a digit")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"camera name(s) {', '.join(map(repr, twice))} given more than once")
+    return names
 
 
 def size_or_empty(value: Any) -> tuple[int, int] | None:

@@ -4,7 +4,8 @@
 ``ros2 param describe``), checks every value with the same rules at start-up, at
 ``configure`` and when a parameter is set at run time, and turns them into a
 ``NodeConfig``. ``parameter_docs.py`` prints the same table for ``--help``, the
-README and ``config/hydranet.yaml``.
+README and ``config/hydranet.yaml``. The module runs past 300 lines because the
+table's descriptions (the user's documentation) are half of it.
 """
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ import torch
 
 from ..inference.backends import BACKENDS
 from ..inference.colour import COLORMAPS
+from ..inference.points import COLOUR_SOURCES, DEFAULT_STRIDE, PointsOptions, UnknownClassError, points_options
 from ..inference.predictor import PRECISION_CHOICES, resolve_device
 from ..inference.shipped import SHIPPED_WEIGHTS, shipped_weights
 from ..inference.weights import WeightsError
-from ..messages.topics import OUTPUT_SPECS, OutputSpec
-from .param_rules import as_bool, as_float, as_int, as_str, bounded, choice, device, size_or_empty
+from ..messages.topics import OUTPUT_SPECS, POINTS_TOPIC, OutputSpec
+from .param_rules import as_bool, as_float, as_int, as_str, bounded, camera_names, choice, device, size_or_empty, \
+    string_list
 
 NODE_NAME = "hydranet_node"
 TRANSPORTS = ("raw", "compressed")
@@ -58,7 +61,7 @@ class ParamSpec:
 
     @property
     def type_name(self) -> str:
-        return {bool: "bool", int: "int", float: "double", str: "string"}[type(self.default)]
+        return {bool: "bool", int: "int", float: "double", str: "string", list: "string array"}[type(self.default)]
 
 
 def _number(name: str, default: float | int, description: str, lo: float, hi: float | None = None,
@@ -104,8 +107,26 @@ PARAMS: tuple[ParamSpec, ...] = (
               size_or_empty),
     *_output_params(),
     ParamSpec("publish_depth_camera_info", True,
-              "Subscribe to camera_info and publish depth/camera_info (intrinsics scaled to the "
-              "depth image, header of the depth image)", as_bool, applies=LIVE),
+              "Subscribe to camera_info and publish depth/camera_info (the camera's intrinsics, which "
+              "describe the depth image too, with the depth image's header)", as_bool, applies=LIVE),
+    ParamSpec("publish_points", False,
+              f"Subscribe to camera_info and publish {POINTS_TOPIC} (sensor_msgs/PointCloud2): the depth "
+              "back-projected through the camera's K in the input's optical frame, fields x, y, z, rgb, label",
+              as_bool, applies=LIVE),
+    _number("points_stride", DEFAULT_STRIDE,
+            "Take every Nth pixel in each direction into the cloud (4: 19,200 points at 640x480)", 1,
+            applies=LIVE),
+    _number("points_max_depth", 0.0, "Leave points farther than this many metres out of the cloud; 0 = no limit",
+            0.0, applies=LIVE),
+    ParamSpec("points_exclude_classes", [],
+              "Class names (the model card's) whose points are left out of the cloud, e.g. [sky], or [sky, road] "
+              "for an obstacle cloud; a name the model lacks is refused", string_list, applies=LIVE),
+    ParamSpec("points_organized", False,
+              "Keep the cloud on the strided image grid, NaN where a point is left out; false = only the kept "
+              "points (1 x N)", as_bool, applies=LIVE),
+    ParamSpec("points_colour", "input",
+              "The rgb field of the cloud's points: input (the camera pixel) or class (the class colour)",
+              choice(COLOUR_SOURCES), COLOUR_SOURCES, applies=LIVE),
     ParamSpec("publish_label_info", True,
               "Publish the classes once, latched (transient local), on segmentation/label_info: "
               "vision_msgs/LabelInfo (ids, names; 255 = unlabeled) where vision_msgs is installed, "
@@ -130,6 +151,13 @@ PARAMS: tuple[ParamSpec, ...] = (
               "'image/compressed'", choice(TRANSPORTS), TRANSPORTS),
     _number("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS,
             "Frames with more pixels (width x height) are dropped as bad; 0 = no limit", 0),
+    ParamSpec("cameras", [],
+              "Camera names for one node serving several cameras with one network, e.g. [front, left, right]: "
+              "each reads <name>/image (or <name>/image/compressed) and <name>/camera_info and publishes "
+              "<name>/depth/image, ... <name>/points; empty = one camera on image", camera_names),
+    _number("batch_wait_ms", 0.0,
+            "With several cameras: how long the first waiting frame may wait for the other cameras' frames "
+            "so that they run as one batch; 0 = batch only the frames already waiting", 0.0, applies=LIVE),
     _number("log_period", 10.0, "Seconds between status lines in the log (fps, latency, drops); 0 = never",
             0.0, applies=LIVE),
     ParamSpec("autostart", True,
@@ -148,6 +176,12 @@ class NodeConfig:
     warmup_size: tuple[int, int] | None  # (width, height); None = no warm-up
     outputs: tuple[str, ...]            # image outputs switched on, in OUTPUT_SPECS order
     publish_depth_camera_info: bool
+    publish_points: bool
+    points_stride: int
+    points_max_depth: float             # 0 = no limit
+    points_exclude_classes: tuple[str, ...]
+    points_organized: bool
+    points_colour: str
     publish_label_info: bool
     overlay_alpha: float
     depth_range: tuple[float, float] | None   # None = from the model card
@@ -156,6 +190,8 @@ class NodeConfig:
     qos_depth: int
     input_transport: str
     max_input_pixels: int | None        # None = no limit
+    cameras: tuple[str, ...]            # () = one camera on the plain topics
+    batch_wait_s: float
     log_period: float
     autostart: bool = True
 
@@ -168,6 +204,20 @@ class NodeConfig:
         """The predictor's display options, which may change while it runs."""
         return dict(overlay_alpha=self.overlay_alpha, depth_colormap=self.depth_colormap,
                     depth_range=self.depth_range)
+
+    @property
+    def wants_camera_info(self) -> bool:
+        return self.publish_depth_camera_info or self.publish_points
+
+    def points_options(self, class_names: Sequence[str]) -> PointsOptions:
+        """The cloud's options for a model with ``class_names``; a ``ParamError`` naming
+        ``points_exclude_classes`` for a class the model lacks."""
+        try:
+            return points_options(class_names, stride=self.points_stride, max_depth=self.points_max_depth,
+                                  exclude_classes=self.points_exclude_classes, organized=self.points_organized,
+                                  colour=self.points_colour)
+        except UnknownClassError as error:
+            raise ParamError([("points_exclude_classes", str(error))]) from None
 
 
 def defaults() -> dict[str, Any]:
@@ -197,8 +247,8 @@ def load_config(values: Mapping[str, Any]) -> NodeConfig:
         raise ParamError(problems)
 
     outputs = tuple(spec.name for spec in OUTPUT_SPECS if checked[publish_param(spec)])
-    if not outputs and not checked["publish_depth_camera_info"]:
-        problems.append((", ".join(publish_param(s) for s in OUTPUT_SPECS),
+    if not outputs and not checked["publish_depth_camera_info"] and not checked["publish_points"]:
+        problems.append((", ".join([*(publish_param(s) for s in OUTPUT_SPECS), "publish_points"]),
                          "every output is switched off; the node would have nothing to publish"))
     lo, hi = checked["depth_display_min"], checked["depth_display_max"]
     if hi > 0 and lo >= hi:
@@ -211,11 +261,15 @@ def load_config(values: Mapping[str, Any]) -> NodeConfig:
         weights=checked["weights"], device=checked["device"], precision=checked["precision"],
         backend=checked["backend"], warmup_size=checked["warmup_size"], outputs=outputs,
         publish_depth_camera_info=checked["publish_depth_camera_info"],
+        publish_points=checked["publish_points"], points_stride=checked["points_stride"],
+        points_max_depth=checked["points_max_depth"], points_exclude_classes=checked["points_exclude_classes"],
+        points_organized=checked["points_organized"], points_colour=checked["points_colour"],
         publish_label_info=checked["publish_label_info"], overlay_alpha=checked["overlay_alpha"],
         depth_range=(lo, hi) if hi > 0 else None, depth_colormap=checked["depth_colormap"],
         qos_reliability=checked["qos_reliability"], qos_depth=checked["qos_depth"],
         input_transport=checked["input_transport"],
-        max_input_pixels=checked["max_input_pixels"] or None, log_period=checked["log_period"],
+        max_input_pixels=checked["max_input_pixels"] or None, cameras=checked["cameras"],
+        batch_wait_s=checked["batch_wait_ms"] / 1000.0, log_period=checked["log_period"],
         autostart=checked["autostart"])
 
 

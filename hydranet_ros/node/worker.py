@@ -1,8 +1,8 @@
-"""The node's inference thread: warm up, then run the newest frame until stopped.
+"""The node's inference thread: warm up, then run the newest frames until stopped.
 
-Plain Python, no rclpy. The subscription only parks the newest message in the
-thread's ``FrameSlot``; the thread runs the model on whatever is newest, so a slow
-GPU drops frames rather than queueing them. The warm-up runs in this thread too,
+Plain Python, no rclpy. The subscriptions only park each camera's newest message in
+the thread's ``CameraSlots``; the thread takes whatever is waiting, one frame per
+camera, so a slow GPU drops frames rather than queueing them. The warm-up runs in this thread too,
 because torch.compile keeps its CUDA graphs per thread.
 
 A forward pass cannot be interrupted. ``stop`` therefore waits only as long as it
@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Generic, TypeVar
 
-from .health import FrameSlot
+from .camera_slots import CameraSlots
 
 T = TypeVar("T")
 
@@ -24,12 +24,14 @@ POLL_S = 0.5
 
 
 class InferenceWorker(Generic[T]):
-    def __init__(self, process: Callable[[T], None], warm_up: Callable[[Callable[[], bool]], None],
-                 on_error: Callable[[Exception], None], name: str = "hydranet_inference") -> None:
+    def __init__(self, process: Callable[[dict[str, T]], None], warm_up: Callable[[Callable[[], bool]], None],
+                 on_error: Callable[[Exception], None], slot: CameraSlots[T] | None = None,
+                 name: str = "hydranet_inference") -> None:
         """``warm_up(stopping)`` runs first and should return early once ``stopping()`` is
-        True; ``process(frame)`` runs for each frame taken; an exception from it goes to
-        ``on_error`` and the thread carries on (one broken frame must not stop the node)."""
-        self.slot: FrameSlot[T] = FrameSlot()
+        True; ``process(frames)`` runs for the frames taken at once from ``slot`` (by camera;
+        default: one camera named ""); an exception from it goes to ``on_error`` and the
+        thread carries on (one broken frame must not stop the node)."""
+        self.slot: CameraSlots[T] = slot if slot is not None else CameraSlots()
         self.warmed = threading.Event()
         self._process, self._warm_up, self._on_error = process, warm_up, on_error
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -54,11 +56,11 @@ class InferenceWorker(Generic[T]):
         finally:
             self.warmed.set()
         while not self.slot.closed:
-            frame = self.slot.take(timeout=POLL_S)
-            if frame is None:
+            frames = self.slot.take(timeout=POLL_S)
+            if frames is None:
                 continue
             try:
-                self._process(frame)
+                self._process(frames)
             except Exception as error:  # noqa: BLE001 - one broken frame must not stop the node
                 if self.slot.closed:
                     return  # shutting down: what the frame needed may already be gone

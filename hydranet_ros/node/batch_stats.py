@@ -1,0 +1,43 @@
+"""How the inference thread ran the frames: how many frames went through the network
+together (a histogram of batch sizes) and how long each pass took. Plain Python, no
+rclpy; the inference thread writes, the diagnostics timer reads."""
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from ..common.timing import stage_stats
+
+
+@dataclass(frozen=True)
+class BatchSnapshot:
+    sizes: dict[int, int]                        # batch size -> passes of that size
+    inference_ms: tuple[float, float, float]     # p50, p95, max of the recent passes
+
+    def histogram(self) -> str:
+        return ", ".join(f"{size}: {count}" for size, count in sorted(self.sizes.items())) or "none yet"
+
+    def as_pairs(self) -> list[tuple[str, str]]:
+        """Key/value strings for a diagnostic status."""
+        timing = "n/a" if math.isnan(self.inference_ms[0]) else "/".join(f"{v:.1f}" for v in self.inference_ms)
+        return [("batches (frames in one pass: passes)", self.histogram()),
+                ("batch inference p50/p95/max (ms)", timing)]
+
+
+class BatchStats:
+    def __init__(self, max_samples: int = 1000) -> None:
+        self._lock = threading.Lock()
+        self._sizes: Counter[int] = Counter()
+        self._inference: deque[float] = deque(maxlen=max_samples)
+
+    def batch_done(self, size: int, inference_s: float) -> None:
+        with self._lock:
+            self._sizes[size] += 1
+            self._inference.append(inference_s)
+
+    def snapshot(self) -> BatchSnapshot:
+        with self._lock:
+            stats = stage_stats(list(self._inference))
+            return BatchSnapshot(sizes=dict(self._sizes), inference_ms=(stats.p50_ms, stats.p95_ms, stats.max_ms))
