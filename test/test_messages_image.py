@@ -13,15 +13,15 @@ import pytest
 
 from hydranet_ros.messages import image as image_msgs
 from hydranet_ros.messages.compressed_size import HeaderError, compressed_size
-from hydranet_ros.messages.image import ImageDecodeError, array_to_fields, decode_input, image_to_array
+from hydranet_ros.messages.image import ImageDecodeError, decode_input, image_fields, image_to_array
 
 RGB = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
 
 
 def raw_msg(pixels: np.ndarray, array_encoding: str, **overrides) -> SimpleNamespace:
-    fields = array_to_fields(np.ascontiguousarray(pixels), array_encoding)
+    fields = image_fields(np.ascontiguousarray(pixels), array_encoding)
     values = dict(height=fields.height, width=fields.width, encoding=fields.encoding,
-                  is_bigendian=fields.is_bigendian, step=fields.step, data=fields.data)
+                  is_bigendian=fields.is_bigendian, step=fields.step, data=fields.data.tobytes())
     values.update(overrides)
     return SimpleNamespace(**values)
 
@@ -96,7 +96,7 @@ def test_sixteen_bit_bayer():
 
 
 def test_padded_rows_and_array_data_decode():
-    fields = array_to_fields(RGB, "rgb8")
+    fields = image_fields(RGB, "rgb8")
     padded = np.zeros((48, fields.step + 16), np.uint8)
     padded[:, :fields.step] = np.frombuffer(fields.data, np.uint8).reshape(48, -1)
     msg = raw_msg(RGB, "rgb8", step=fields.step + 16, data=array.array("B", padded.tobytes()))

@@ -236,12 +236,6 @@ def compressed_to_rgb(data: Any, max_pixels: int | None = None) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def decode_image(height: int, width: int, encoding: str, is_bigendian: int, step: int, data: Any,
-                 max_pixels: int | None = None) -> np.ndarray:
-    """``image_to_rgb`` for callers that hold the fields rather than a message."""
-    return image_to_rgb(ImageFields(height, width, encoding, is_bigendian, step, data), max_pixels)
-
-
 def decode_input(msg: Any, transport: str, max_pixels: int | None) -> np.ndarray:
     """The node's input (Image for ``raw``, CompressedImage for ``compressed``) -> RGB uint8.
     Raises ``ImageDecodeError`` naming the problem."""
@@ -268,9 +262,3 @@ def image_fields(array: np.ndarray, encoding: str) -> ImageFields:
     return ImageFields(height=height, width=width, encoding=encoding, is_bigendian=int(big_endian and channel_bytes > 1),
                        step=width * channels * channel_bytes, data=array)
 
-
-def array_to_fields(array: np.ndarray, encoding: str) -> ImageFields:
-    """``image_fields`` with ``data`` as bytes (a copy), for callers that want plain bytes."""
-    fields = image_fields(array, encoding)
-    return ImageFields(fields.height, fields.width, fields.encoding, fields.is_bigendian, fields.step,
-                       fields.data.tobytes())
