@@ -92,7 +92,7 @@ def test_a_wait_gathers_the_other_cameras_but_never_longer_than_it_says():
 
 def test_batch_statistics_histogram_and_timing():
     batches = BatchStats()
-    assert batches.snapshot().histogram() == "none yet"
+    assert batches.snapshot().histogram() == "none yet" and batches.snapshot().summary() == "batches none yet"
     for size, seconds in ((3, 0.030), (3, 0.032), (1, 0.012)):
         batches.batch_done(size, seconds)
     snap = batches.snapshot()
@@ -100,3 +100,4 @@ def test_batch_statistics_histogram_and_timing():
     pairs = dict(snap.as_pairs())
     assert pairs["batches (frames in one pass: passes)"] == "1: 1, 3: 2"
     assert pairs["batch inference p50/p95/max (ms)"].endswith("/32.0")
+    assert snap.summary() == "batches 1: 1, 3: 2 (pass p50 30 ms)"

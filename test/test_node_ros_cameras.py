@@ -80,7 +80,7 @@ def test_three_cameras_of_two_sizes_each_get_their_own_outputs_and_same_sizes_ru
         assert values["frames processed"] == "1" and values["image topic"].endswith(f"/{name}/image")
 
 
-def test_a_camera_that_stops_does_not_stop_the_others(harness_factory):
+def test_a_camera_that_stops_does_not_stop_the_others(harness_factory, capfd):
     harness = harness_factory(start=False, cameras=list(CAMERAS), batch_wait_ms=200.0)
     cameras = start_cameras(harness)
     stats = {name: camera.stats for name, camera in harness.node.running.cameras.items()}
@@ -88,6 +88,12 @@ def test_a_camera_that_stops_does_not_stop_the_others(harness_factory):
     for round_ in range(3):                                # left has stopped
         wait_for(harness, cameras, {name: cameras[name].publish(frame(name, round_)) for name in ("front", "right")})
     assert stats["left"].received == 1 and stats["front"].processed == stats["right"].processed == 4
+    # the status line: each camera, then the passes
+    capfd.readouterr()
+    assert harness.set_param("log_period", 0.2).successful
+    harness.spin_for(0.6)
+    line = next(line for line in capfd.readouterr().err.splitlines() if "active: front: " in line)
+    assert "; left: " in line and "1 received" in line and "; right: " in line and "; batches " in line
 
 
 def test_a_camera_that_changes_size_is_counted_and_still_served(harness_factory):

@@ -4,8 +4,9 @@ The real node runs in-process under rclpy; a probe publishes camera frames and a
 CameraInfo and records every output. The same frames, with the same headers,
 go into a bag that hydranet_replay reads. Message by message, the node's topics
 and the replay's output bag must agree: encoding, size, step, byte order, header,
-data bytes, and depth/camera_info field by field. Topic names agree relative to
-the camera's namespace (the node's namespace; the image topic's parent in a bag).
+data bytes, depth/camera_info field by field, and the labelled point cloud. Topic
+names agree relative to the camera's namespace (the node's namespace; the image
+topic's parent in a bag).
 Tiny random weights, 64x48 frames, reliable QoS.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from replay_helpers import HEIGHT, WIDTH, K, make_images, read_bag
 
 from hydranet_ros.messages.stamps import Header, header_of
-from hydranet_ros.messages.topics import DEPTH_CAMERA_INFO_TOPIC, OUTPUT_SPECS
+from hydranet_ros.messages.topics import DEPTH_CAMERA_INFO_TOPIC, OUTPUT_SPECS, POINTS_TOPIC
 from hydranet_ros.offline.bagio import BagWriter, camera_info_message, image_message
 from hydranet_ros.offline.replay import main as replay_main
 
@@ -55,7 +56,7 @@ def run_node(rclpy: Any, weights, frames: list[tuple[np.ndarray, str, int]], inf
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
     from std_msgs.msg import Header as RosHeader
 
     from hydranet_ros.messages.builders import image_message, ros_message_types
@@ -65,7 +66,7 @@ def run_node(rclpy: Any, weights, frames: list[tuple[np.ndarray, str, int]], inf
     context = Context()
     rclpy.init(context=context)
     namespace = f"/agreement_{os.getpid()}_{next(_namespaces)}"
-    params = {"weights": str(weights), "device": "cpu", "log_period": 0.0, "warmup_size": "",
+    params = {"weights": str(weights), "device": "cpu", "log_period": 0.0, "warmup_size": "", "publish_points": True,
               **{f"publish_{spec.name}": True for spec in OUTPUT_SPECS}}
     node = HydraNetNode(context=context, namespace=namespace,
                         parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
@@ -88,10 +89,11 @@ def run_node(rclpy: Any, weights, frames: list[tuple[np.ndarray, str, int]], inf
         return done()
 
     try:
-        topics = [spec.topic for spec in OUTPUT_SPECS] + [DEPTH_CAMERA_INFO_TOPIC]
+        topics = [spec.topic for spec in OUTPUT_SPECS] + [DEPTH_CAMERA_INFO_TOPIC, POINTS_TOPIC]
         for spec in OUTPUT_SPECS:
             listen(Image, spec.topic)
         listen(CameraInfo, DEPTH_CAMERA_INFO_TOPIC)
+        listen(PointCloud2, POINTS_TOPIC)
         image_pub = probe.create_publisher(Image, "image", reliable)
         info_pub = probe.create_publisher(CameraInfo, "camera_info", reliable)
         assert spin_until(lambda: image_pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0
@@ -159,7 +161,7 @@ def test_replay_bag_and_node_topics_carry_the_same_messages(ros, tmp_path, capsy
     offline = {topic: {header_of(msg).stamp_ns // 1_000_000_000: msg for _, msg in messages}
                for topic, messages in read_bag(out).items()}
 
-    for relative in [spec.topic for spec in OUTPUT_SPECS] + [DEPTH_CAMERA_INFO_TOPIC]:
+    for relative in [spec.topic for spec in OUTPUT_SPECS] + [DEPTH_CAMERA_INFO_TOPIC, POINTS_TOPIC]:
         bag_topic = f"/camera/{relative}"   # beside the camera, as the node is beside its camera
         assert sorted(offline[bag_topic]) == sorted(live[relative]) == [sec for _, _, sec in frames], relative
         for sec in live[relative]:
@@ -174,6 +176,14 @@ def test_replay_bag_and_node_topics_carry_the_same_messages(ros, tmp_path, capsy
                                                   np.asarray(getattr(bag_msg, field)), err_msg=field)
                 for field in ("x_offset", "y_offset", "height", "width", "do_rectify"):
                     assert getattr(node_msg.roi, field) == getattr(bag_msg.roi, field), f"roi.{field}"
+                continue
+            if relative == POINTS_TOPIC:
+                for field in ("height", "width", "point_step", "row_step", "is_bigendian", "is_dense"):
+                    assert getattr(node_msg, field) == getattr(bag_msg, field), f"points {field}"
+                assert [(f.name, f.offset, f.datatype, f.count) for f in node_msg.fields] == \
+                    [(f.name, f.offset, f.datatype, f.count) for f in bag_msg.fields]
+                assert node_msg.width > 0
+                assert as_bytes(node_msg.data) == as_bytes(bag_msg.data), f"points data at stamp {sec}"
                 continue
             for field in ("encoding", "height", "width", "step", "is_bigendian"):
                 assert getattr(node_msg, field) == getattr(bag_msg, field), f"{relative} {field}"

@@ -19,6 +19,11 @@ class BatchSnapshot:
     def histogram(self) -> str:
         return ", ".join(f"{size}: {count}" for size, count in sorted(self.sizes.items())) or "none yet"
 
+    def summary(self) -> str:
+        """For the status line: the histogram and the median pass."""
+        timing = "" if math.isnan(self.inference_ms[0]) else f" (pass p50 {self.inference_ms[0]:.0f} ms)"
+        return f"batches {self.histogram()}{timing}"
+
     def as_pairs(self) -> list[tuple[str, str]]:
         """Key/value strings for a diagnostic status."""
         timing = "n/a" if math.isnan(self.inference_ms[0]) else "/".join(f"{v:.1f}" for v in self.inference_ms)

@@ -312,7 +312,7 @@ class HydraNetNode(CameraIO, LifecycleNode):
         else:
             line = "; ".join(f"{camera.name}: {format_log_line(camera.stats.snapshot())}"
                              for camera in run.cameras.values())
-        self.get_logger().info(f"{self.state}: {line}; batches {run.batches.snapshot().histogram()}")
+        self.get_logger().info(f"{self.state}: {line}; {run.batches.snapshot().summary()}")
 
     # ----- shutdown -------------------------------------------------------------
 
