@@ -20,11 +20,12 @@ several resolutions or batch sizes, also how HydraNet's cost grows with pixel
 count and its throughput with batch size. ``--compare-backends`` times every
 backend installed for the device side by side and checks ``auto``'s choice against
 them; ``--host-copies`` counts the bytes a frame costs the host, before and after
-the reused-buffer path.
+the reused-buffer path; ``--cameras N`` runs N cameras through one network, their
+frames batched as ``hydranet_node`` batches them, against N separate networks.
 
 Modules: ``variants`` (the networks and the naive baseline), ``measure`` (timing,
 MACs, memory), ``run`` (the variant runs), ``backend_choice``, ``host_copies``,
-``report`` (tables, ratios, scaling, JSON), ``chart`` and ``cli``.
+``cameras``, ``report`` (tables, ratios, scaling, JSON), ``chart`` and ``cli``.
 """
 from .cli import main
 

@@ -18,6 +18,7 @@ from ...inference.device import PRECISIONS, resolve_device, resolve_precision
 from ...inference.predictor import Predictor
 from . import __doc__ as PACKAGE_DOC
 from .backend_choice import compare_backends, format_comparison
+from .cameras import SETUPS, CameraResult, cameras_json, format_cameras, measure_cameras
 from .chart import draw_chart
 from .host_copies import OUTPUTS as HOST_COPY_OUTPUTS
 from .host_copies import format_host_copies, measure_host_copies
@@ -27,6 +28,7 @@ from .variants import VARIANTS
 
 DEFAULT_RESOLUTIONS = ("640x480", "1242x375", "1920x1080")
 HOST_COPY_RESOLUTION = "1920x1080"
+CAMERAS_RESOLUTION = "640x480"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host-copies", action="store_true",
                         help="instead of the variants: bytes a BGR frame with depth, labels and overlay costs the "
                              "host per frame, before and after the reused-buffer path")
+    parser.add_argument("--cameras", type=positive_int,
+                        help="instead of the variants: N cameras on one network, their frames batched as the node "
+                             "does, against N separate networks (N model copies); throughput summed over the "
+                             f"cameras and peak memory (default resolution {CAMERAS_RESOLUTION})")
+    parser.add_argument("--camera-setups", nargs="+", choices=SETUPS, default=list(SETUPS),
+                        help="with --cameras: batched (one network) and separate (one per camera); default both")
     parser.add_argument("--weights", type=Path, help="a weights file (default: random weights; timings do not depend on them)")
     parser.add_argument("--json", type=Path, help="write the results as JSON")
     parser.add_argument("--chart", type=Path, help="draw the FPS comparison as a PNG")
@@ -90,8 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_model(args.weights)  # a bad file is refused here, not in each per-variant process
     except ValueError as exc:  # WeightsError included
         parser.error(str(exc))
-    only_extras = args.compare_backends or args.host_copies
+    only_extras = args.compare_backends or args.host_copies or args.cameras
     default_sizes = [HOST_COPY_RESOLUTION] if args.host_copies and not args.compare_backends else DEFAULT_RESOLUTIONS
+    if args.cameras and not (args.compare_backends or args.host_copies):
+        default_sizes = [CAMERAS_RESOLUTION]
     args.resolution = args.resolution or [parse_size(s) for s in default_sizes]
     args.batch = args.batch or [1]
     args.backend = list(dict.fromkeys(args.backend or ["auto"]))
@@ -103,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True  # fixed shapes: every variant gets autotuned kernels
     results = [] if only_extras else measure_variants(args, argv, device)
     extra = measure_extras(args, device)
+    if args.cameras:
+        extra["cameras"] = cameras_json(measure_cameras(args, device))
     ratios, scale = comparisons(results), scaling(results)
     if not args.quiet:
         print(f"{device_name(device)} ({device}), torch {torch.__version__}")
@@ -110,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(format_table(results, ratios))
         scale_table = format_scaling(scale)
         for section in (scale_table, *(format_comparison(c) for c in extra.get("backend_comparison", [])),
-                        *(format_host_copies(h) for h in extra.get("host_copies", []))):
+                        *(format_host_copies(h) for h in extra.get("host_copies", [])),
+                        format_cameras([CameraResult(**row) for row in extra.get("cameras", [])])):
             if section:
                 print("\n" + section)
     if args.json:
