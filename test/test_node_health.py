@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import captured_log, log_text
 
-from hydranet_ros.inference.predictor import choose_precision
+from hydranet_ros.inference.device import choose_precision
 from hydranet_ros.node import health as node_health
 from hydranet_ros.node import parameters as params
 from hydranet_ros.node import qos
@@ -210,13 +210,13 @@ def test_a_fallback_warning_is_captured_even_after_logging_is_reconfigured():
     """What ROS's launch_testing pytest plugin does to logging, roughly: a dictConfig that
     disables every logger that exists and a root logger that shows nothing. caplog then sees
     nothing; the package's tests capture with captured_log, which must still work."""
-    logging.getLogger("hydranet_ros.inference.predictor")   # exists before the reconfiguration
+    logging.getLogger("hydranet_ros.inference.device")   # exists before the reconfiguration
     root, saved = logging.getLogger(), (logging.getLogger().level, list(logging.getLogger().handlers))
     logging.config.dictConfig({"version": 1, "disable_existing_loggers": True,
                                "root": {"level": "CRITICAL", "handlers": []}})
     try:
-        assert logging.getLogger("hydranet_ros.inference.predictor").disabled
-        with captured_log("hydranet_ros.inference.predictor") as records:
+        assert logging.getLogger("hydranet_ros.inference.device").disabled
+        with captured_log("hydranet_ros.inference.device") as records:
             assert choose_precision("fp16", torch.device("cpu")) == "fp32"
         assert "falling back to fp32" in log_text(records)
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..inference.shipped import PACKAGE
-from ..messages.topics import CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, IMAGE_TOPIC, OUTPUT_SPECS
+from ..messages.topics import CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, IMAGE_TOPIC, OUTPUT_SPECS, POINTS_TOPIC
 from .parameters import CONFIGURE, LIVE, NODE_NAME, PARAMS, START, ParamSpec
 
 # what the README's "Changes" column says for each ParamSpec.applies
@@ -31,7 +31,9 @@ def format_usage(prog: str = NODE_NAME) -> str:
         f"Subscribes: {IMAGE_TOPIC} (sensor_msgs/Image) or {COMPRESSED_TOPIC} (CompressedImage), "
         f"{CAMERA_INFO_TOPIC}.",
         "Publishes: " + ", ".join(f"{s.topic} ({s.encoding})" for s in OUTPUT_SPECS) + ",",
-        "           depth/camera_info, segmentation/label_info; diagnostics on /diagnostics.",
+        f"           depth/camera_info, segmentation/label_info, {POINTS_TOPIC} (PointCloud2); diagnostics on "
+        "/diagnostics.",
+        "With cameras: [front, left] each camera's topics carry its name: front/image, front/depth/image ...",
         "",
         "parameters (name, default, when a change takes effect, description):",
     ]
