@@ -3,7 +3,8 @@ default): street or indoor datasets with depth and/or labels, the Light-Weight
 RefineNet HydraNet, masked per-pixel losses, validation through the ``Predictor``."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch.utils.data import DataLoader
@@ -60,9 +61,29 @@ def evaluate(model: HydraNet, card: ModelCard, dataset: Any, config: Config, dev
     and up to ``sample_images`` (H*5, W, 3) uint8 panels: image, labels, predicted
     labels, depth, predicted depth. With several processes each evaluates its share and
     the confusion matrix and depth sums are added up: the metrics of the whole set."""
+    # eager: validation runs the network being trained, in place; the CPU's auto (ONNX Runtime)
+    # would export it again at every validation
+    with _layout_kept(model):
+        predictor = Predictor(model, card, device=device, backend="eager")
+        return _evaluate(predictor, model, card, dataset, config, sample_images, dist)
+
+
+@contextmanager
+def _layout_kept(model: torch.nn.Module) -> Iterator[None]:
+    """The predictor lays the weights out for inference (channels-last for eager on the CPU);
+    training goes on in the layout it had, so that a run resumed from a checkpoint computes
+    exactly what an uninterrupted one does (other kernels round differently)."""
+    channels_last = any(p.dim() == 4 and not p.is_contiguous() for p in model.parameters())
+    try:
+        yield
+    finally:
+        model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def _evaluate(predictor: Predictor, model: HydraNet, card: ModelCard, dataset: Any, config: Config,
+              sample_images: int, dist: Distributed) -> tuple[dict[str, Any], list[torch.Tensor]]:
     data = config["data"]
     lo, hi = data["depth_range"]
-    predictor = Predictor(model, card, device=device)
     segm = SegmentationMetrics(card.model.num_classes, card.ignore_index, card.class_names)
     depth = DepthMetrics(min_depth=max(lo, 1e-3), max_depth=hi)
     palette = torch.from_numpy(palette_lut(card.palette))
