@@ -4,6 +4,8 @@ from __future__ import annotations
 import ast
 import importlib.util
 import py_compile
+import subprocess
+import sys
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -102,6 +104,15 @@ def test_parameter_overrides_in_launch_name_real_parameters():
 ])
 def test_camera_info_beside_the_image(image_topic, expected):
     assert _function(HYDRANET_LAUNCH, "camera_info_topic_for")(image_topic) == expected
+
+
+def test_the_launch_files_import_the_topic_rules_without_torch():
+    """hydranet.launch.py takes the node's topic names and namespace rule from the package;
+    ros2 launch runs under the system's python, which may have no torch at all."""
+    code = ("import sys; import hydranet_ros.messages.topics; "
+            "assert 'torch' not in sys.modules, 'importing the topic rules imported torch'; "
+            "from hydranet_ros import load_predictor; assert callable(load_predictor)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 @pytest.mark.parametrize("image_topic", ["/camera/image_raw", "/front/left/image_rect", "/image", "/a/b/c/image"])
