@@ -11,7 +11,9 @@ camera: /camera/image_raw gives /camera/depth/image, /camera/segmentation/image 
 on, the names hydranet_replay writes. Its inputs are remapped onto the camera's topics.
 With ``cameras`` each camera's topics carry its name (front/image, front/depth/image,
 ...); its image is ``<name>_topic`` (default /<name>/image_raw), and its inputs and
-outputs are remapped onto that camera's namespace in the same way.
+outputs are remapped onto that camera's namespace in the same way. The topic names and
+the namespace rule are the package's own (``hydranet_ros.messages.topics``), the ones
+the node and hydranet_replay use.
 """
 import os
 
@@ -20,30 +22,19 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from hydranet_ros.messages.topics import (  # the node's own topic rules (the package's import loads no torch)
+    CAMERA_INFO_TOPIC,
+    COMPRESSED_TOPIC,
+    IMAGE_TOPIC,
+    OUTPUT_TOPICS,
+    camera_info_beside,
+    camera_namespace,
+    topic_in,
+)
 from launch import LaunchDescription
 
 PACKAGE = "hydranet_ros"
 TRUE_WORDS = ("true", "1", "yes", "on")
-# the node's relative output topics (hydranet_ros.messages.topics; test_launch_files checks the
-# list), written here so that launching needs no import of the package (and of torch)
-OUTPUT_TOPICS = ("depth/image", "segmentation/image", "overlay/image", "depth/colorized", "segmentation/colorized",
-                 "depth/camera_info", "segmentation/label_info", "points")
-
-
-def camera_namespace_for(image_topic: str) -> str:
-    """The namespace the camera's image lives in: /camera/image_raw -> /camera, /image -> /,
-    image -> "" (relative). The rule of hydranet_replay's --output-namespace default
-    (hydranet_ros.messages.topics.camera_namespace) for a raw image topic; kept here so
-    that launching needs no import of the package (and of torch)."""
-    head, slash, _ = image_topic.rstrip("/").rpartition("/")
-    return (head or "/") if slash else ""
-
-
-def camera_info_topic_for(image_topic: str) -> str:
-    """camera_info sits beside the image it describes (image_transport's convention):
-    /camera/image_raw -> /camera/camera_info."""
-    namespace = camera_namespace_for(image_topic)
-    return f"{namespace.rstrip('/')}/camera_info" if namespace else "camera_info"
 
 
 def camera_names(text: str) -> list[str]:
@@ -59,15 +50,12 @@ def camera_remappings(name: str, image_topic: str, camera_info_topic: str = "") 
     """One camera's relative topics in the node onto the camera's: its inputs onto its image and
     camera_info, and, for a named camera, its outputs beside its image (the single camera's sit
     there already: the node runs in that camera's namespace)."""
-    def own(relative: str) -> str:
-        return f"{name}/{relative}" if name else relative
-
-    remaps = [(own("image"), image_topic), (own("image/compressed"), f"{image_topic}/compressed"),
-              (own("camera_info"), camera_info_topic or camera_info_topic_for(image_topic))]
+    remaps = [(topic_in(name, IMAGE_TOPIC), image_topic),
+              (topic_in(name, COMPRESSED_TOPIC), f"{image_topic}/compressed"),
+              (topic_in(name, CAMERA_INFO_TOPIC), camera_info_topic or camera_info_beside(image_topic))]
     if name:
-        namespace = camera_namespace_for(image_topic)
-        remaps += [(own(topic), f"{namespace.rstrip('/')}/{topic}" if namespace else topic)
-                   for topic in OUTPUT_TOPICS]
+        namespace = camera_namespace(image_topic)
+        remaps += [(topic_in(name, topic), topic_in(namespace, topic)) for topic in OUTPUT_TOPICS]
     return remaps
 
 
@@ -153,7 +141,7 @@ def _launch_setup(context, *args, **kwargs) -> list:
     else:
         image_topic = value("image_topic")
         remappings = camera_remappings("", image_topic, value("camera_info_topic"))
-        namespace = value("namespace") or camera_namespace_for(image_topic)
+        namespace = value("namespace") or camera_namespace(image_topic)
 
     for name in ("weights", "device", "input_transport"):
         if value(name):
@@ -176,7 +164,7 @@ def _launch_setup(context, *args, **kwargs) -> list:
         actions.append(Node(
             # with several cameras, the first one's view
             package="rviz2", executable="rviz2", name="rviz2",
-            namespace=camera_namespace_for(image_topic) if cameras else namespace,
+            namespace=camera_namespace(image_topic) if cameras else namespace,
             arguments=["-d", value("rviz_config"), *fixed_frame], parameters=[{"use_sim_time": use_sim_time}],
             # the RViz config's topics are relative, like the node's: same namespace, same remap
             remappings=[("image", image_topic)], output="screen"))

@@ -12,8 +12,8 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
-from hydranet_ros.messages.topics import (DEPTH_CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABEL_INFO_TOPIC, OUTPUT_SPECS,
-                                          POINTS_TOPIC, camera_namespace, join_topic)
+from hydranet_ros.messages.topics import (DEPTH_CAMERA_INFO_TOPIC, IMAGE_TOPIC, IMAGE_TYPE, LABEL_INFO_TOPIC,
+                                          OUTPUT_SPECS, POINTS_TOPIC, camera_namespace, join_topic)
 from hydranet_ros.node.parameters import PARAMS_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +22,6 @@ REPLAY_LAUNCH = ROOT / "launch" / "replay.launch.py"
 RVIZ = ROOT / "config" / "hydranet.rviz"
 LAUNCH_FILES = (HYDRANET_LAUNCH, REPLAY_LAUNCH)
 NO_LAUNCH = "ROS 2 launch/launch_ros are not importable (ROS 2 is not sourced)"
-IMAGE_TYPE = "sensor_msgs/msg/Image"
 
 
 def _declared_arguments(path: Path) -> dict[str, bool]:
@@ -43,11 +42,12 @@ def _literal(node: ast.AST) -> bool:
 
 
 def _function(path: Path, name: str):
-    """One plain function from a launch file, without importing launch (the file's other
-    functions and its constants are defined too, for the ones it uses)."""
+    """One plain function (or constant) of a launch file, without importing launch: the file's
+    functions, its constants and its imports from hydranet_ros are defined, for the ones it uses."""
     tree = ast.parse(path.read_text())
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)
-                 or (isinstance(n, ast.Assign) and _literal(n.value))]
+                 or (isinstance(n, ast.Assign) and _literal(n.value))
+                 or (isinstance(n, ast.ImportFrom) and (n.module or "").startswith("hydranet_ros"))]
     namespace: dict = {}
     exec(compile(ast.Module(body=functions, type_ignores=[]), str(path), "exec"), namespace)
     return namespace[name]
@@ -95,17 +95,6 @@ def test_parameter_overrides_in_launch_name_real_parameters():
     assert names - {"use_sim_time"} <= set(PARAMS_BY_NAME)   # use_sim_time is rclpy's own
 
 
-@pytest.mark.parametrize("image_topic, expected", [
-    ("/camera/image_raw", "/camera/camera_info"),
-    ("/front/left/image_rect", "/front/left/camera_info"),
-    ("/image", "/camera_info"),
-    ("image", "camera_info"),
-    ("cam/image/", "cam/camera_info"),
-])
-def test_camera_info_beside_the_image(image_topic, expected):
-    assert _function(HYDRANET_LAUNCH, "camera_info_topic_for")(image_topic) == expected
-
-
 def test_the_launch_files_import_the_topic_rules_without_torch():
     """hydranet.launch.py takes the node's topic names and namespace rule from the package;
     ros2 launch runs under the system's python, which may have no torch at all."""
@@ -115,15 +104,12 @@ def test_the_launch_files_import_the_topic_rules_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-@pytest.mark.parametrize("image_topic", ["/camera/image_raw", "/front/left/image_rect", "/image", "/a/b/c/image"])
-def test_the_node_runs_in_the_camera_namespace_replay_writes_to(image_topic):
-    """Outputs next to the camera: the live node's namespace is the one hydranet_replay
-    puts its outputs in for the same camera, so both give /camera/depth/image."""
-    namespace = _function(HYDRANET_LAUNCH, "camera_namespace_for")(image_topic)
-    assert namespace == camera_namespace(image_topic, IMAGE_TYPE)
-    assert join_topic(namespace, OUTPUT_SPECS[0].topic) == join_topic(camera_namespace(image_topic, IMAGE_TYPE),
-                                                                       "depth/image")
-    assert _function(HYDRANET_LAUNCH, "camera_namespace_for")("image") == ""   # relative: the launch's own
+def test_the_node_runs_in_the_camera_namespace_replay_writes_to():
+    """Outputs next to the camera: the launch file's namespace rule is the one hydranet_replay
+    puts its outputs under for the same camera, so both give /camera/depth/image."""
+    assert _function(HYDRANET_LAUNCH, "camera_namespace") is camera_namespace
+    namespace = _function(HYDRANET_LAUNCH, "camera_namespace")("/camera/image_raw")
+    assert join_topic(namespace, OUTPUT_SPECS[0].topic) == "/camera/depth/image"
 
 
 @pytest.mark.parametrize("text, names", [
@@ -134,13 +120,8 @@ def test_the_cameras_argument(text, names):
     assert _function(HYDRANET_LAUNCH, "camera_names")(text) == names   # the node refuses an empty name
 
 
-def _constant(path: Path, name: str):
-    return next(ast.literal_eval(n.value) for n in ast.parse(path.read_text()).body
-                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == name)
-
-
 def test_the_launch_file_knows_every_output_topic():
-    assert set(_constant(HYDRANET_LAUNCH, "OUTPUT_TOPICS")) == {
+    assert set(_function(HYDRANET_LAUNCH, "OUTPUT_TOPICS")) == {
         *(spec.topic for spec in OUTPUT_SPECS), DEPTH_CAMERA_INFO_TOPIC, LABEL_INFO_TOPIC, POINTS_TOPIC}
 
 
@@ -157,7 +138,7 @@ def test_each_camera_is_remapped_onto_its_own_topics():
     assert named["left/depth/image"] == join_topic(camera_namespace("/left/color/image_raw", IMAGE_TYPE),
                                                    "depth/image") == "/left/color/depth/image"
     assert named["left/points"] == "/left/color/points"
-    assert len(named) == 3 + len(_constant(HYDRANET_LAUNCH, "OUTPUT_TOPICS"))
+    assert len(named) == 3 + len(_function(HYDRANET_LAUNCH, "OUTPUT_TOPICS"))
 
 
 def test_the_dds_profile_is_applied_unless_the_user_chose_one():

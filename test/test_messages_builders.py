@@ -101,14 +101,29 @@ def test_label_entries_and_json_fallback():
     ("/car/front/image_rect_color", "sensor_msgs/msg/Image", "/car/front"),
     ("/image_raw", "sensor_msgs/msg/Image", "/"),
     ("/image_raw/compressed", topics.COMPRESSED_TYPE, "/"),
+    ("image", "sensor_msgs/msg/Image", ""),           # relative stays relative: the node's own namespace
+    ("cam/image/", "sensor_msgs/msg/Image", "cam"),
 ])
 def test_camera_namespace(topic, msgtype, namespace):
     assert topics.camera_namespace(topic, msgtype) == namespace
+
+
+@pytest.mark.parametrize("image_topic, expected", [
+    ("/camera/image_raw", "/camera/camera_info"),
+    ("/front/left/image_rect", "/front/left/camera_info"),
+    ("/image", "/camera_info"),
+    ("image", "camera_info"),
+    ("cam/image/", "cam/camera_info"),
+])
+def test_camera_info_beside_the_image(image_topic, expected):
+    assert topics.camera_info_beside(image_topic) == expected
 
 
 def test_topic_names():
     assert topics.join_topic("/camera", "depth/image") == "/camera/depth/image"
     assert topics.join_topic("/", "depth/image") == "/depth/image"
     assert topics.join_topic("robot/cam/", "/overlay/image") == "/robot/cam/overlay/image"
+    assert topics.topic_in("front", "depth/image") == "front/depth/image" and topics.topic_in("", "image") == "image"
+    assert topics.topic_in("/", "camera_info") == "/camera_info"
     assert topics.input_topic("raw") == "image" and topics.input_topic("compressed") == "image/compressed"
     assert len({spec.topic for spec in topics.OUTPUT_SPECS}) == len(topics.OUTPUT_SPECS)

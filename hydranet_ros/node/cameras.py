@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ..messages.topics import topic_in
 from .health import HealthJudge, Stats
 
 
@@ -42,7 +43,7 @@ class Camera:
 
     def topic(self, relative: str) -> str:
         """The camera's own relative topic: ``depth/image`` -> ``front/depth/image``."""
-        return f"{self.name}/{relative}" if self.name else relative
+        return topic_in(self.name, relative)
 
     @property
     def label(self) -> str:

@@ -27,9 +27,8 @@ from ..messages.builders import MessageTypes, with_byte_view
 from ..messages.builders import image_message as build_image_message
 from ..messages.image import ImageDecodeError, compressed_to_rgb, image_to_rgb
 from ..messages.stamps import Header, ns_to_stamp
-from ..messages.topics import COMPRESSED_TYPE, join_topic
+from ..messages.topics import CAMERA_INFO_TOPIC, COMPRESSED_TYPE, IMAGE_TYPE, join_topic
 
-IMAGE_TYPE = "sensor_msgs/msg/Image"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 POINT_CLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
@@ -154,7 +153,7 @@ def find_image_topic(reader: AnyReader, topic: str | None = None, exclude: Itera
 
 def find_camera_info_topic(reader: AnyReader, namespace: str) -> str | None:
     """``<namespace>/camera_info`` when the bag has it as CameraInfo (the image_transport convention)."""
-    topic = join_topic(namespace, "camera_info")
+    topic = join_topic(namespace, CAMERA_INFO_TOPIC)
     return topic if topic_types(reader).get(topic) == CAMERA_INFO_TYPE else None
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..common.pinhole import CameraError, PinholeK
 from ..inference.points import PointsOptions, UnknownClassError, points_options
 from ..messages.point_cloud import camera_for_frame
-from ..messages.topics import CAMERA_INFO_TOPIC, camera_namespace, join_topic
+from ..messages.topics import camera_info_beside
 from .replay_plan import Plan, ReplayError, ReplayOptions
 from .sources import BagSource, FrameSource
 
@@ -38,7 +38,7 @@ def missing_camera_info(plan: Plan, source: FrameSource) -> str | None:
     if plan.camera_info_topic is not None:
         return None
     if isinstance(source, BagSource):
-        expected = join_topic(camera_namespace(source.image_topic, source.image_msgtype), CAMERA_INFO_TOPIC)
+        expected = camera_info_beside(source.image_topic, source.image_msgtype)
         return f"the input has no CameraInfo on {expected} (name one with --camera-info-topic)"
     return f"a {source.kind} input has no camera_info"
 
