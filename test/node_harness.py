@@ -135,15 +135,15 @@ class Harness:
         self.wait_until_listening()
 
     def wait_until_listening(self) -> None:
-        run = self.node.running
+        camera = self.node.running.first
         expected = self.node.get_parameter("qos_reliability").value
         if expected == "auto":
             offered = self.input_pub.qos_profile.reliability
             expected = "reliable" if offered == ReliabilityPolicy.RELIABLE else "best_effort"
-        assert self.spin_until(lambda: run.reliability == expected
+        assert self.spin_until(lambda: camera.reliability == expected
                                and self.input_pub.get_subscription_count() > 0
-                               and all(run.image_pubs[n].get_subscription_count() > 0
-                                       for n in self.names if n in run.image_pubs)), "discovery timed out"
+                               and all(camera.image_pubs[n].get_subscription_count() > 0
+                                       for n in self.names if n in camera.image_pubs)), "discovery timed out"
 
     def _listen(self, msg_type, topic: str, key: str, into: dict | None = None) -> None:
         into = self.received if into is None else into

@@ -82,7 +82,7 @@ def test_depth_camera_info_follows_the_depth_image(shared):
                       p=[50.0, 0.0, 32.0, 0.0, 0.0, 51.0, 24.0, 0.0, 0.0, 0.0, 1.0, 0.0])
     assert shared.spin_until(lambda: shared.info_pub.get_subscription_count() > 0)
     shared.info_pub.publish(info)
-    assert shared.spin_until(lambda: shared.node.running.camera_info is not None)
+    assert shared.spin_until(lambda: shared.node.running.first.camera_info is not None)
     stamp, sent, _ = shared.publish_frame()
     out = shared.outputs_for(stamp, ("depth", "camera_info"))["camera_info"]
     assert out.header.stamp == sent.header.stamp and out.header.frame_id == sent.header.frame_id
@@ -121,7 +121,7 @@ def _bad_frames(stamp: int) -> list[tuple[str, "Image"]]:
 
 def test_bad_frames_are_dropped_counted_and_survived(harness_factory, reference):
     harness = harness_factory(max_input_pixels=WIDTH * HEIGHT)
-    stats = harness.node.running.stats
+    stats = harness.node.running.first.stats
     for reason, msg in _bad_frames(next_stamp()):
         before = stats.bad
         harness.image_pub.publish(msg)
@@ -152,7 +152,7 @@ def test_unsubscribed_outputs_are_not_computed(harness_factory):
 
 def test_nobody_listening_costs_no_inference(harness_factory):
     harness = harness_factory(subscribe=(), publish_depth_camera_info=False)
-    stats = harness.node.running.stats
+    stats = harness.node.running.first.stats
     harness.publish_frame()
     assert harness.spin_until(lambda: stats.idle == 1)
     assert stats.processed == 0
@@ -174,7 +174,7 @@ def test_compressed_input(harness_factory, reference):
 
     corrupt = CompressedImage(header=sent.header, format="jpeg")
     corrupt.data = array.array("B", b"\xff\xd8 definitely not a jpeg")
-    stats = harness.node.running.stats
+    stats = harness.node.running.first.stats
     before = stats.bad
     harness.compressed_pub.publish(corrupt)
     assert harness.spin_until(lambda: stats.bad == before + 1)
@@ -187,7 +187,7 @@ def test_newest_frame_wins_under_a_burst(harness_factory):
     for stamp in stamps:
         harness.image_pub.publish(image_msg(rgb_frame(stamp), "rgb8", stamp))
     harness.outputs_for(stamps[-1], ("depth",))       # the newest frame is always processed
-    stats = harness.node.running.stats
+    stats = harness.node.running.first.stats
     assert harness.spin_until(lambda: stats.received == stats.processed + stats.dropped + stats.idle)
     got = [msg.header.stamp.sec for msg in harness.received["depth"]]
     assert got == sorted(got)                          # never an older frame after a newer one

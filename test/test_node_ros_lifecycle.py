@@ -31,7 +31,7 @@ def test_lifecycle_walk(harness_factory, reference):
     harness.wait_until_listening()
     stamp, _, _ = harness.publish_frame()
     harness.spin_for(1.0)
-    assert not harness.received["depth"] and node.running.stats.received == 0   # inactive: nothing
+    assert not harness.received["depth"] and node.running.first.stats.received == 0   # inactive: nothing
 
     assert harness.change_state("activate")
     stamp, sent, rgb = harness.publish_frame()
@@ -87,14 +87,14 @@ def test_a_weights_card_that_builds_no_network_is_a_weights_problem(harness_fact
 
 def test_auto_qos_follows_the_camera(harness_factory, reference):
     harness = harness_factory(subscribe=("depth",), camera_qos=BEST_EFFORT)
-    assert harness.node.running.reliability == "best_effort"
+    assert harness.node.running.first.reliability == "best_effort"
     stamp, sent, rgb = harness.publish_frame()
     check_outputs(harness.outputs_for(stamp, ("depth",)), sent, rgb, reference)
     # a reliable camera replaces it: the subscription becomes reliable
     harness.probe.destroy_publisher(harness.image_pub)
     harness.image_pub = harness.input_pub = harness.probe.create_publisher(Image, "image", RELIABLE)
     harness.wait_until_listening()
-    assert harness.node.running.reliability == "reliable"
+    assert harness.node.running.first.reliability == "reliable"
     stamp, _, _ = harness.publish_frame()
     harness.outputs_for(stamp, ("depth",))
 
@@ -103,9 +103,9 @@ def test_a_camera_the_subscription_cannot_match_is_diagnosed(harness_factory):
     harness = harness_factory(subscribe=("depth",), camera_qos=BEST_EFFORT, qos_reliability="reliable", start=False)
     assert harness.node.start()
     harness.node.starved_after_s = 0.5
-    run = harness.node.running
-    assert harness.spin_until(lambda: "qos_reliability" in run.starved_note, timeout=10.0), run.starved_note
-    assert "cannot match" in run.starved_note
+    camera = harness.node.running.first
+    assert harness.spin_until(lambda: "qos_reliability" in camera.starved_note, timeout=10.0), camera.starved_note
+    assert "cannot match" in camera.starved_note
     assert "qos_reliability" in diagnostics_of(harness)[-1].message
 
 

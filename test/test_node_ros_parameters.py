@@ -58,11 +58,11 @@ def test_a_live_display_parameter_changes_the_next_output(harness_factory, refer
 
 def test_live_output_switches(harness_factory):
     harness = harness_factory(subscribe=("depth", "overlay", "segm_colour"), publish_segm_colour=False)
-    assert "segm_colour" not in harness.node.running.image_pubs   # off: not even advertised
+    assert "segm_colour" not in harness.node.running.first.image_pubs   # off: not even advertised
     assert harness.set_param("publish_overlay", False).successful
     assert harness.set_param("publish_segm_colour", True).successful
-    run = harness.node.running
-    assert harness.spin_until(lambda: run.image_pubs["segm_colour"].get_subscription_count() > 0)
+    camera = harness.node.running.first
+    assert harness.spin_until(lambda: camera.image_pubs["segm_colour"].get_subscription_count() > 0)
     stamp, _, _ = harness.publish_frame()
     harness.outputs_for(stamp, ("depth", "segm_colour"))
     harness.spin_for(0.5)
@@ -70,7 +70,7 @@ def test_live_output_switches(harness_factory):
 
     # camera info: switched off, the next frame has a depth image but no depth/camera_info
     harness.info_pub.publish(CameraInfo(width=WIDTH, height=HEIGHT, k=[50.0, 0, 32, 0, 50, 24, 0, 0, 1]))
-    assert harness.spin_until(lambda: run.camera_info is not None)
+    assert harness.spin_until(lambda: camera.camera_info is not None)
     stamp, _, _ = harness.publish_frame()
     harness.outputs_for(stamp, ("depth", "camera_info"))
     assert harness.set_param("publish_depth_camera_info", False).successful

@@ -28,8 +28,8 @@ def camera_info(k=K, width: int = WIDTH, height: int = HEIGHT) -> "CameraInfo":
 def give_camera_info(harness, info: "CameraInfo") -> None:
     assert harness.spin_until(lambda: harness.info_pub.get_subscription_count() > 0)
     harness.info_pub.publish(info)
-    assert harness.spin_until(lambda: harness.node.running.camera_info is not None
-                              and list(harness.node.running.camera_info.k) == list(info.k))
+    assert harness.spin_until(lambda: harness.node.running.first.camera_info is not None
+                              and list(harness.node.running.first.camera_info.k) == list(info.k))
 
 
 def points_for(harness, outputs: tuple[str, ...] = ("depth", "labels", "points")):
@@ -71,7 +71,7 @@ def test_a_points_z_is_the_depth_at_its_pixel_and_x_y_follow_from_k(harness_fact
 
 def test_a_camera_info_that_cannot_back_project_gives_no_points_and_says_why(harness_factory):
     harness = harness_factory(subscribe=("depth",), publish_points=True)
-    stats = harness.node.running.stats
+    stats = harness.node.running.first.stats
     _, _, outputs = points_for(harness, ("depth",))               # no camera_info yet: the depth still comes
     assert stats.without_points == 1 and "no camera_info received yet" in stats.last_error
 

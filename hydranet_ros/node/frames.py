@@ -54,29 +54,9 @@ class Running:
     active: bool = False
     status_timer: Any = None
 
-    # the first camera's (with `cameras: []` the only one's) state, as a single-camera node has it
-    @property
-    def stats(self):
-        return self.first.stats
-
-    @property
-    def image_pubs(self) -> dict[str, Any]:
-        return self.first.image_pubs
-
-    @property
-    def reliability(self) -> str:
-        return self.first.reliability
-
-    @property
-    def camera_info(self) -> Any:
-        return self.first.camera_info
-
-    @property
-    def starved_note(self) -> str:
-        return self.first.starved_note
-
     @property
     def first(self) -> Camera:
+        """The first camera (with `cameras: []` the only one): the status line and start-up log name it."""
         return next(iter(self.cameras.values()))
 
     def set_device(self, description: str) -> None:
