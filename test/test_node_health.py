@@ -229,7 +229,7 @@ def test_a_fallback_warning_is_captured_even_after_logging_is_reconfigured():
 
 def test_a_fallback_warning_reaches_a_plain_python_user():
     """No logging set-up at all (a script calling the predictor): the warning still shows."""
-    code = ("import torch; from hydranet_ros.inference.predictor import choose_precision; "
+    code = ("import torch; from hydranet_ros.inference.device import choose_precision; "
             "choose_precision('fp16', torch.device('cpu'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

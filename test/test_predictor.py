@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from conftest import LogCapture, make_card, make_model
 
 from hydranet_ros import Prediction, load_predictor
-from hydranet_ros.inference.predictor import OUTPUTS, Predictor, UnsupportedPrecisionError, normalise, precision_name
+from hydranet_ros.inference.device import UnsupportedPrecisionError, precision_name
+from hydranet_ros.inference.frame_network import normalise
+from hydranet_ros.inference.predictor import OUTPUTS, Predictor
 from hydranet_ros.model.presets import KITTI6
 
 

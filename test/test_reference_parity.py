@@ -164,7 +164,7 @@ def test_kitti6_checkpoint_reproduces_reference_outputs() -> None:
     float32's measured rounding of our float64 result."""
     import cv2
 
-    from hydranet_ros.inference.predictor import normalise
+    from hydranet_ros.inference.frame_network import normalise
     from hydranet_ros.model.presets import IMAGENET_MEAN, IMAGENET_STD
 
     state, config = convert_reference_state_dict(load_reference_state_dict(REFERENCE / "kitti6.ckpt"))

@@ -30,17 +30,10 @@ from ..model import HydraNet
 from .backends import build_runner
 from .colour import CHANNEL_ORDERS, blend, colorize_depth, colormap_lut, palette_lut, to_rgb
 
-# the device and precision choices live in device.py; importers of this module keep finding them here
-from .device import (  # noqa: F401
-    PRECISION_CHOICES,
-    PRECISIONS,
-    UnsupportedPrecisionError,
-    choose_precision,
-    precision_name,
-    resolve_device,
-    resolve_precision,
-)
-from .frame_network import FrameNetwork, normalise  # noqa: F401 - re-exported: training normalises as the predictor does
+from .device import PRECISIONS, choose_precision, resolve_device
+from .frame_network import FrameNetwork
+# training/step.py still imports normalise from here; until it imports it from frame_network
+from .frame_network import normalise  # noqa: F401
 from .onnxruntime_runner import OnnxSource
 from .points import (
     PointsOptions,

@@ -19,7 +19,7 @@ import torch
 from ..inference.backends import BACKENDS
 from ..inference.colour import COLORMAPS
 from ..inference.points import COLOUR_SOURCES, DEFAULT_STRIDE, PointsOptions, UnknownClassError, points_options
-from ..inference.predictor import PRECISION_CHOICES, resolve_device
+from ..inference.device import PRECISION_CHOICES, resolve_device
 from ..inference.shipped import SHIPPED_WEIGHTS, shipped_weights
 from ..inference.weights import WeightsError
 from ..messages.topics import OUTPUT_SPECS, POINTS_TOPIC, OutputSpec

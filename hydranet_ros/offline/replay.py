@@ -19,7 +19,8 @@ from typing import Any, Sequence, TextIO
 from ..common.atomic import OutputExistsError, StagedPath, check_writable
 from ..inference.backends import BACKENDS
 from ..inference.points import COLOUR_SOURCES, DEFAULT_STRIDE
-from ..inference.predictor import POINTS, PRECISION_CHOICES
+from ..inference.device import PRECISION_CHOICES
+from ..inference.predictor import POINTS
 from ..inference.weights import WeightsError
 from ..messages.topics import OUTPUT_SPECS
 from .bagio import DISTROS, STORAGES, BagError
