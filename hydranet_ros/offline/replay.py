@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
+from ..common.arguments import positive_float, positive_int
 from ..common.atomic import OutputExistsError, StagedPath, check_writable
 from ..inference.backends import BACKENDS
 from ..inference.points import COLOUR_SOURCES, DEFAULT_STRIDE
@@ -35,19 +36,6 @@ EXPECTED_ERRORS = (ReplayError, BagError, SourceError, GroundTruthError, Weights
 
 
 # ---------------------------------------------------------------- command line
-
-def _positive(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-        return value
-    parse.__name__ = f"positive {kind.__name__}"
-    return parse
-
 
 def _outputs_arg(text: str) -> tuple[str, ...]:
     names = [spec.name for spec in OUTPUT_SPECS] + [POINTS]
@@ -95,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--storage", choices=sorted(STORAGES), help="output bag storage (default: the input's, "
                                                                  "sqlite3 for other inputs)")
     out.add_argument("--distro", choices=sorted(DISTROS), default="humble", help="ROS 2 types and bag version")
-    out.add_argument("--fps", type=_positive(float), help="frame rate of folder input stamps and of the video "
+    out.add_argument("--fps", type=positive_float, help="frame rate of folder input stamps and of the video "
                                                "(default: the input video's, else 10)")
     out.add_argument("--fourcc", default=DEFAULT_FOURCC, help="video codec for OpenCV (default mp4v)")
     out.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -105,16 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument("--gt-depth-dir", type=Path, help="ground-truth depth files (.npy/.png/.tiff) named like the "
                                                       "images (folder input) or by stamp in ns")
     gt.add_argument("--gt-labels-dir", type=Path, help="ground-truth label .png files, named as for --gt-depth-dir")
-    gt.add_argument("--gt-depth-scale", type=_positive(float), default=0.001,
+    gt.add_argument("--gt-depth-scale", type=positive_float, default=0.001,
                     help="metres per unit of 16-bit ground-truth depth (default 0.001: millimetres)")
     gt.add_argument("--min-depth", type=float, default=1e-3, help="smallest ground-truth depth evaluated (m)")
-    gt.add_argument("--max-depth", type=_positive(float), help="largest ground-truth depth evaluated (m; default: no limit)")
+    gt.add_argument("--max-depth", type=positive_float, help="largest ground-truth depth evaluated (m; default: no limit)")
     cloud = parser.add_argument_group("point cloud (--outputs ...,points: <namespace>/points, sensor_msgs/PointCloud2 "
                                       "with x, y, z, rgb, label, from the bag's camera_info)")
-    cloud.add_argument("--points-stride", type=_positive(int), default=DEFAULT_STRIDE,
+    cloud.add_argument("--points-stride", type=positive_int, default=DEFAULT_STRIDE,
                        help=f"take every Nth pixel in each direction (default {DEFAULT_STRIDE}: "
                             "19,200 points at 640x480)")
-    cloud.add_argument("--points-max-depth", type=_positive(float),
+    cloud.add_argument("--points-max-depth", type=positive_float,
                        help="drop points farther than this (m; default: no limit)")
     cloud.add_argument("--points-exclude", type=_names_arg, default=(),
                        help="comma-separated class names whose points are left out, e.g. sky, or road for an "
@@ -136,12 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="colour-map range in metres (default: the model card's)")
     model.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs on the first frame's size")
     run = parser.add_argument_group("run")
-    run.add_argument("--max-frames", type=_positive(int), help="stop after this many frames")
+    run.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     run.add_argument("--frame-id", default="camera", help="frame_id of video/folder frames")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo = parser.add_argument_group("demo")
     demo.add_argument("--output-dir", type=Path, default=Path("hydranet_demo"), help="demo output folder")
-    demo.add_argument("--frames", type=_positive(int), default=40, help="demo sequence length")
+    demo.add_argument("--frames", type=positive_int, default=40, help="demo sequence length")
     demo.add_argument("--width", type=int, default=384, help="demo image width")
     demo.add_argument("--height", type=int, default=192, help="demo image height")
     demo.add_argument("--seed", type=int, default=0, help="demo scene seed")
