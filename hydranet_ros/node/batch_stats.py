@@ -8,7 +8,7 @@ import threading
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from ..common.timing import stage_stats
+from .health import format_ms, recent_ms
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,8 @@ class BatchSnapshot:
 
     def as_pairs(self) -> list[tuple[str, str]]:
         """Key/value strings for a diagnostic status."""
-        timing = "n/a" if math.isnan(self.inference_ms[0]) else "/".join(f"{v:.1f}" for v in self.inference_ms)
         return [("batches (frames in one pass: passes)", self.histogram()),
-                ("batch inference p50/p95/max (ms)", timing)]
+                ("batch inference p50/p95/max (ms)", format_ms(self.inference_ms))]
 
 
 class BatchStats:
@@ -44,5 +43,4 @@ class BatchStats:
 
     def snapshot(self) -> BatchSnapshot:
         with self._lock:
-            stats = stage_stats(list(self._inference))
-            return BatchSnapshot(sizes=dict(self._sizes), inference_ms=(stats.p50_ms, stats.p95_ms, stats.max_ms))
+            return BatchSnapshot(sizes=dict(self._sizes), inference_ms=recent_ms(self._inference))

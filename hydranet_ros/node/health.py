@@ -26,6 +26,17 @@ def select_outputs(enabled: Iterable[str], subscriber_counts: Mapping[str, int])
                  if spec.name in wanted and subscriber_counts.get(spec.name, 0) > 0)
 
 
+def recent_ms(seconds: Sequence[float]) -> tuple[float, float, float]:
+    """p50, p95 and max of durations in seconds, in ms as replay reports them (NaN when empty)."""
+    stats = stage_stats(list(seconds))
+    return stats.p50_ms, stats.p95_ms, stats.max_ms
+
+
+def format_ms(values: tuple[float, float, float]) -> str:
+    """``recent_ms``'s three values for a diagnostic status: ``p50/p95/max`` or n/a."""
+    return "n/a" if math.isnan(values[0]) else "/".join(f"{v:.1f}" for v in values)
+
+
 def stamp_latency(stamp_ns: int, now_ns: int) -> float | None:
     """Seconds from the image stamp to now; None for an unset (zero) stamp, which would
     report the age of the epoch, or while simulated time has not started (now = 0).
@@ -55,11 +66,9 @@ class StatsSnapshot:
 
     def as_pairs(self) -> list[tuple[str, str]]:
         """Key/value strings for a diagnostic status."""
-        def ms(values: tuple[float, float, float]) -> str:
-            return "n/a" if math.isnan(values[0]) else "/".join(f"{v:.1f}" for v in values)
         return [("device", self.device), ("frame rate (Hz)", f"{self.fps:.2f}"),
-                ("latency stamp->publish p50/p95/max (ms)", ms(self.latency_ms)),
-                ("inference p50/p95/max (ms)", ms(self.inference_ms)),
+                ("latency stamp->publish p50/p95/max (ms)", format_ms(self.latency_ms)),
+                ("inference p50/p95/max (ms)", format_ms(self.inference_ms)),
                 ("frames received", str(self.received)), ("frames processed", str(self.processed)),
                 ("frames dropped (newer frame arrived)", str(self.dropped)),
                 ("frames bad (could not decode)", str(self.bad)),
@@ -134,19 +143,13 @@ class Stats:
             recent = [t for t in self._done_times if t >= cutoff]
             span = min(self._window_s, now - self._start)
             fps = len(recent) / span if span > 0 else 0.0
-            n = len(recent)
-
-            def summary(samples: deque[float]) -> tuple[float, float, float]:
-                # timings of the frames inside the window only, in ms as replay reports them
-                stats = stage_stats(list(samples)[-n:] if n else [])
-                return stats.p50_ms, stats.p95_ms, stats.max_ms
-
+            n = len(recent)   # timings of the frames inside the window only
             return StatsSnapshot(
                 received=self.received, processed=self.processed, dropped=self.dropped, bad=self.bad,
                 out_of_memory=self.out_of_memory, errors=self.errors, idle=self.idle, resized=self.resized,
                 without_points=self.without_points, fps=fps,
-                latency_ms=summary(self._latency),
-                inference_ms=summary(self._inference), last_error=self.last_error, device=self.device,
+                latency_ms=recent_ms(list(self._latency)[-n:] if n else []),
+                inference_ms=recent_ms(list(self._inference)[-n:] if n else []), last_error=self.last_error, device=self.device,
                 seconds_since_frame=None if self._last_frame is None else now - self._last_frame)
 
 
