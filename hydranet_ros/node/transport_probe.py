@@ -24,26 +24,25 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from ..common.sizes import parse_size
-from .qos import BEST_EFFORT, RELIABLE, choose_reliability
+from ..common.arguments import positive_float, positive_int, size_arg
+from .qos import BEST_EFFORT, RELIABLE, QosChoice, choose_reliability
+from .ros_messages import qos_profile
 
 TOPIC = "hydranet_transport_probe/image"
 MATCH_TIMEOUT_S = 20.0
 
 
-def _qos(reliability: str, depth: int) -> QoSProfile:
-    policy = ReliabilityPolicy.RELIABLE if reliability == RELIABLE else ReliabilityPolicy.BEST_EFFORT
-    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=policy)
+def _sizes(text: str) -> list[tuple[int, int]]:
+    return [size_arg(part) for part in text.split(",")]
 
 
 def publish(size: tuple[int, int], rate: float, frames: int, reliability: str) -> None:
     """The camera stand-in: wait for the subscriber, then publish at ``rate``."""
     rclpy.init()
     node = Node("hydranet_transport_probe_camera")
-    publisher = node.create_publisher(Image, TOPIC, _qos(reliability, 10))
+    publisher = node.create_publisher(Image, TOPIC, qos_profile(QosChoice(reliability, depth=10)))
     width, height = size
     msg = Image(width=width, height=height, encoding="rgb8", step=width * 3)
     msg.data = np.random.default_rng(0).integers(0, 256, width * height * 3, dtype=np.uint8).tobytes()
@@ -68,7 +67,8 @@ def measure(size: tuple[int, int], rate: float, frames: int, publisher: str, sub
     rclpy.init(context=context)
     node = Node("hydranet_transport_probe", context=context)
     stamps: set[int] = set()
-    node.create_subscription(Image, TOPIC, lambda msg: stamps.add(msg.header.stamp.sec), _qos(subscriber, 1))
+    node.create_subscription(Image, TOPIC, lambda msg: stamps.add(msg.header.stamp.sec),
+                             qos_profile(QosChoice(subscriber, depth=1)))
     env = dict(os.environ)
     if publisher_profile is not None:
         env["FASTRTPS_DEFAULT_PROFILES_FILE"] = env["FASTDDS_DEFAULT_PROFILES_FILE"] = publisher_profile
@@ -87,25 +87,23 @@ def measure(size: tuple[int, int], rate: float, frames: int, publisher: str, sub
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hydranet_ros.node.transport_probe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="640x480,800x600,1280x720,1920x1080",
+    parser.add_argument("--sizes", type=_sizes, default="640x480,800x600,1280x720,1920x1080",
                         help="frame sizes WIDTHxHEIGHT, comma-separated")
-    parser.add_argument("--rate", type=float, default=30.0, help="frames per second")
-    parser.add_argument("--frames", type=int, default=60, help="frames per measurement")
+    parser.add_argument("--rate", type=positive_float, default=30.0, help="frames per second")
+    parser.add_argument("--frames", type=positive_int, default=60, help="frames per measurement")
     parser.add_argument("--publisher", choices=(RELIABLE, BEST_EFFORT), default=RELIABLE,
                         help="the camera's reliability")
     parser.add_argument("--subscriber", default="best_effort,reliable,auto",
                         help="the subscription's reliabilities to try, comma-separated (auto = the node's default)")
     parser.add_argument("--publisher-profile", help="a Fast DDS XML profile for the camera stand-in only")
-    parser.add_argument("--publish", help=argparse.SUPPRESS)   # the child process: be the camera
+    parser.add_argument("--publish", type=size_arg, help=argparse.SUPPRESS)   # the child process: be the camera
     args = parser.parse_args(argv)
-    if args.rate <= 0 or args.frames < 1:
-        parser.error("--rate must be > 0 and --frames >= 1")
     if args.publish:
-        publish(parse_size(args.publish), args.rate, args.frames, args.publisher)
+        publish(args.publish, args.rate, args.frames, args.publisher)
         return 0
     print(f"{'size':>10} {'rate':>5} {'camera':>12} {'subscription':>20} {'received':>9}")
-    for text in args.sizes.split(","):
-        size = parse_size(text)
+    for size in args.sizes:
+        text = f"{size[0]}x{size[1]}"
         for requested in args.subscriber.split(","):
             subscriber = choose_reliability(requested, [args.publisher])
             got = measure(size, args.rate, args.frames, args.publisher, subscriber, args.publisher_profile)
