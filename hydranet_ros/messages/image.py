@@ -73,7 +73,7 @@ def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
         raise ImageDecodeError(f"image {width}x{height} exceeds the limit of {max_pixels} pixels")
 
 
-def _as_bytes(data: Any) -> np.ndarray:
+def data_bytes(data: Any) -> np.ndarray:
     """A message's data field (bytes, array.array, numpy) as a flat uint8 view, no copy."""
     return data.view(np.uint8).reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
 
@@ -92,7 +92,7 @@ def checked_fields(msg: Any, max_pixels: int | None = None, colour: bool = True)
     row_bytes = width * channels * channel_bytes
     if step < row_bytes:
         raise ImageDecodeError(f"step {step} is smaller than width x pixel size = {row_bytes} for {msg.encoding}")
-    data = _as_bytes(msg.data)
+    data = data_bytes(msg.data)
     if data.size < step * height:
         raise ImageDecodeError(f"data has {data.size} bytes, expected step x height = {step * height}")
     return ImageFields(height, width, encoding, int(msg.is_bigendian), step, data)
@@ -219,7 +219,7 @@ def compressed_to_rgb(data: Any, max_pixels: int | None = None) -> np.ndarray:
     their wrappers hand a grey JPEG to a BGR conversion and fail on it."""
     import cv2
 
-    buffer = _as_bytes(data)
+    buffer = data_bytes(data)
     if buffer.size == 0:
         raise ImageDecodeError("compressed image has no data")
     try:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..common.pinhole import CameraError, PinholeK
 from .builders import MessageTypes
+from .image import data_bytes
 
 # sensor_msgs/PointField datatypes by numpy type
 DATATYPES = {np.dtype("int8"): 1, np.dtype("uint8"): 2, np.dtype("int16"): 3, np.dtype("uint16"): 4,
@@ -61,8 +62,7 @@ def cloud_array(msg: Any) -> np.ndarray:
                        else NUMPY_TYPES[field.datatype].newbyteorder(order))
         offsets.append(field.offset)
     dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
-    data = msg.data.view(np.uint8).reshape(-1) if isinstance(msg.data, np.ndarray) else \
-        np.frombuffer(msg.data, np.uint8)
+    data = data_bytes(msg.data)
     rows = data[: msg.row_step * msg.height].reshape(msg.height, msg.row_step)[:, : msg.point_step * msg.width]
     return np.ascontiguousarray(rows).view(dtype).reshape(msg.height, msg.width)
 
