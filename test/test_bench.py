@@ -16,7 +16,7 @@ from hydranet_ros.inference import backends
 from hydranet_ros.inference.predictor import Predictor
 from hydranet_ros.tools.bench import main
 from hydranet_ros.tools.bench.backend_choice import compare_backends, faster_than, format_comparison
-from hydranet_ros.tools.bench.cli import _strip_options
+from hydranet_ros.tools.bench.run import strip_options
 from hydranet_ros.tools.bench.host_copies import measure_host_copies
 from hydranet_ros.tools.bench.measure import count_macs, count_params
 from hydranet_ros.tools.bench.report import format_scaling, scaling
@@ -172,7 +172,7 @@ def test_a_corrupted_weights_file_is_refused_before_any_process_starts(weights_f
 def test_isolated_children_get_the_common_flags() -> None:
     argv = ["--device", "cpu", "--variants", "segm", "depth", "--json", "x.json", "--iters=3", "--isolate",
             "--chart=c.png", "--resolution", "64x48"]
-    assert _strip_options(argv, ("--variants", "--json", "--chart"), ("--isolate", "--no-isolate", "--quiet")) == \
+    assert strip_options(argv, ("--variants", "--json", "--chart"), ("--isolate", "--no-isolate", "--quiet")) == \
         ["--device", "cpu", "--iters=3", "--resolution", "64x48"]
 
 

@@ -15,12 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import subprocess
-import sys
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +24,7 @@ from ...common.timing import stage_stats
 from ...inference.batch import predict_frames
 from ...inference.predictor import Predictor
 from .measure import MemoryProbe, time_calls
-from .run import load_model
+from .run import child_rows, load_model
 from .variants import TASK_OUTPUTS
 
 SETUPS = ("batched", "separate")
@@ -97,18 +92,7 @@ def measure_cameras(args: argparse.Namespace, device: torch.device) -> list[Came
 
 
 def _isolated(args: argparse.Namespace) -> list[CameraResult]:
-    from .cli import _strip_options   # local: cli imports this module
-
-    common = _strip_options(args.argv, ("--camera-setups", "--json", "--chart"),
-                            ("--isolate", "--no-isolate", "--quiet"))
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for setup in args.camera_setups:
-            out = Path(tmp) / f"{setup}.json"
-            subprocess.run([sys.executable, "-m", "hydranet_ros.tools.bench", *common, "--camera-setups", setup,
-                            "--no-isolate", "--quiet", "--json", str(out)], check=True)
-            results += [CameraResult(**row) for row in json.loads(out.read_text())["cameras"]]
-    return results
+    return [CameraResult(**row) for row in child_rows(args.argv, "--camera-setups", args.camera_setups, "cameras")]
 
 
 def format_cameras(results: list[CameraResult]) -> str:

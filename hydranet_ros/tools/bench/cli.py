@@ -23,7 +23,7 @@ from .chart import draw_chart
 from .host_copies import OUTPUTS as HOST_COPY_OUTPUTS
 from .host_copies import format_host_copies, measure_host_copies
 from .report import comparisons, device_name, format_scaling, format_table, report, scaling
-from .run import MODES, Result, load_model, run_benchmark, run_isolated
+from .run import MODES, Result, child_rows, load_model, run_benchmark
 from .variants import VARIANTS
 
 DEFAULT_RESOLUTIONS = ("640x480", "1242x375", "1920x1080")
@@ -136,8 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def measure_variants(args: argparse.Namespace, argv: list[str], device: torch.device) -> list[Result]:
     if args.isolate and len(args.variants) > 1:
-        common = _strip_options(argv, ("--variants", "--json", "--chart"), ("--isolate", "--no-isolate", "--quiet"))
-        results = run_isolated(args, common)
+        results = [Result(**row) for row in child_rows(argv, "--variants", args.variants, "results")]
     else:
         results = run_benchmark(args, device)
     order = {name: i for i, name in enumerate((*VARIANTS, *MODES, "naive"))}
@@ -164,18 +163,3 @@ def measure_extras(args: argparse.Namespace, device: torch.device) -> dict:
             extra.setdefault("host_copies", []).append(measure_host_copies(predictor, frame, HOST_COPY_OUTPUTS))
     return extra
 
-
-def _strip_options(argv: list[str], with_values: tuple[str, ...], flags: tuple[str, ...]) -> list[str]:
-    """``argv`` without the given options, for the per-variant child processes."""
-    kept, skipping = [], False
-    for arg in argv:
-        if skipping and not arg.startswith("--"):
-            continue
-        skipping = False
-        name = arg.split("=", 1)[0]
-        if name in with_values:
-            skipping = "=" not in arg
-            continue
-        if name not in flags:
-            kept.append(arg)
-    return kept

@@ -138,14 +138,32 @@ def run_benchmark(args: argparse.Namespace, device: torch.device) -> list[Result
     return results
 
 
-def run_isolated(args: argparse.Namespace, argv_common: list[str]) -> list[Result]:
-    """Each variant in a fresh process, so that its peak RSS is its own."""
-    results = []
+def child_rows(argv: list[str], option: str, values: Sequence[str], key: str) -> list[dict]:
+    """Each of ``values`` for ``option`` (a variant, a camera setup) measured in a fresh
+    process, so that its peak RSS is its own; the rows under ``key`` of each child's JSON.
+    The children get this run's ``argv`` without ``option``, the outputs and the isolation flags."""
+    common = strip_options(argv, (option, "--json", "--chart"), ("--isolate", "--no-isolate", "--quiet"))
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in args.variants:
-            out = Path(tmp) / f"{variant}.json"
-            command = [sys.executable, "-m", "hydranet_ros.tools.bench", *argv_common, "--variants", variant,
-                       "--no-isolate", "--quiet", "--json", str(out)]
-            subprocess.run(command, check=True)
-            results += [Result(**row) for row in json.loads(out.read_text())["results"]]
-    return results
+        for value in values:
+            out = Path(tmp) / f"{value}.json"
+            subprocess.run([sys.executable, "-m", "hydranet_ros.tools.bench", *common, option, value,
+                            "--no-isolate", "--quiet", "--json", str(out)], check=True)
+            rows += json.loads(out.read_text())[key]
+    return rows
+
+
+def strip_options(argv: list[str], with_values: tuple[str, ...], flags: tuple[str, ...]) -> list[str]:
+    """``argv`` without the given options, for the per-variant child processes."""
+    kept, skipping = [], False
+    for arg in argv:
+        if skipping and not arg.startswith("--"):
+            continue
+        skipping = False
+        name = arg.split("=", 1)[0]
+        if name in with_values:
+            skipping = "=" not in arg
+            continue
+        if name not in flags:
+            kept.append(arg)
+    return kept
