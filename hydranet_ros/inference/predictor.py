@@ -191,6 +191,8 @@ class Predictor:
                      ) -> dict[str, torch.Tensor]:
         size = images.shape[1:3]
         result: dict[str, torch.Tensor] = {}
+        # a BGR frame's channel swap is a pass over the frame: at most once, and only when used
+        rgb = to_rgb(images, channels) if wanted & {"overlay", POINTS} else None
         if wanted & {"depth", "depth_colour", POINTS}:
             depth = F.interpolate(raw["depth"].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
             depth = apply_depth_activation(depth, self.card.depth_activation)
@@ -203,13 +205,14 @@ class Predictor:
             labels = logits.argmax(dim=1).to(torch.uint8)
             if "labels" in wanted:
                 result["labels"] = labels
-            colours = self._palette[labels.long()]
-            if "segm_colour" in wanted:
-                result["segm_colour"] = colours
-            if "overlay" in wanted:
-                result["overlay"] = blend(to_rgb(images, channels), colours, self.overlay_alpha)
+            if wanted & {"overlay", "segm_colour"}:   # a full-size gather: not for labels or points alone
+                colours = self._palette[labels.long()]
+                if "segm_colour" in wanted:
+                    result["segm_colour"] = colours
+                if "overlay" in wanted:
+                    result["overlay"] = blend(rgb, colours, self.overlay_alpha)
         if cloud is not None:
-            result[POINTS] = point_grid(depth, labels, to_rgb(images, channels), *cloud, palette=self._palette)
+            result[POINTS] = point_grid(depth, labels, rgb, *cloud, palette=self._palette)
         return result
 
     @torch.inference_mode()
