@@ -12,7 +12,9 @@ with one model. A thin rclpy shell: decisions live in ``parameters``, ``health``
 ``qos`` (tested without ROS), the per-frame work in ``frames``, each camera's topics in
 ``camera_io`` and the messages in ``messages/`` and ``ros_messages``. The subscriptions
 only park each camera's newest frame in the inference thread's slots (``worker``), so
-a slow GPU drops frames rather than queueing them.
+a slow GPU drops frames rather than queueing them. The module runs past 300 lines
+because the transitions, the live-parameter callback and the heartbeat all change the
+node's own rclpy state (publishers, timers, the running model) and read best together.
 """
 from __future__ import annotations
 
