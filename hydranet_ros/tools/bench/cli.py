@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ...common.arguments import non_negative_int, positive_float, positive_int, size_arg
+from ...common.atomic import atomic_write
 from ...common.sizes import parse_size
 from ...inference.backends import BACKENDS
 from ...inference.device import PRECISIONS, resolve_device, resolve_precision
@@ -127,8 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if section:
                 print("\n" + section)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report(args, device, results, ratios, scale, extra), indent=2))
+        text = json.dumps(report(args, device, results, ratios, scale, extra), indent=2)
+        atomic_write(args.json, lambda tmp: tmp.write_text(text))
     if args.chart and results:
         draw_chart(results, f"hydranet_bench on {device_name(device)}", args.chart)
     return 0
