@@ -14,7 +14,9 @@ from typing import Iterable, Protocol
 import numpy as np
 
 from ..messages.stamps import Header
+from ..messages.topics import COMPRESSED_TYPE
 from .bagio import BagWriter, camera_info_message, compressed_message, image_message
+from .sources import frame_stamp_ns, synthetic_msgtype
 
 FRAME_ID = "camera_optical_frame"
 # a fixed start keeps demo bags byte-for-byte reproducible (2023-11-14T22:13:20Z)
@@ -52,10 +54,10 @@ def write_camera_bag(path: Path, frames: Iterable[CameraFrame], topics: DemoTopi
     with BagWriter(path, storage=storage, distro=distro) as bag:
         ts = bag.typestore
         for index, frame in enumerate(frames):
-            stamp = start_ns + round(index * 1e9 / fps)
+            stamp = frame_stamp_ns(start_ns, index, fps)
             header = Header(stamp, FRAME_ID)
             height, width = frame.image.shape[:2]
-            image = (compressed_message(ts, frame.image, header) if topics.image.endswith("/compressed")
+            image = (compressed_message(ts, frame.image, header) if synthetic_msgtype(topics.image) == COMPRESSED_TYPE
                      else image_message(ts, frame.image, "rgb8", header))
             bag.write(topics.image, image, stamp)
             bag.write(topics.camera_info, camera_info_message(ts, header, width, height, frame.K), stamp)
@@ -69,7 +71,3 @@ def render_demo_frames(num_frames: int, width: int, height: int, seed: int) -> I
     from ..synthetic.camera import render_sequence
 
     return render_sequence(num_frames=num_frames, width=width, height=height, seed=seed)
-
-
-
-

@@ -62,7 +62,8 @@ def _failing(error: Exception) -> Callable[[], np.ndarray]:
     return decode
 
 
-def _stamp(start_ns: int, index: int, fps: float) -> int:
+def frame_stamp_ns(start_ns: int, index: int, fps: float) -> int:
+    """The stamp of frame ``index`` of a sequence that starts at ``start_ns`` and runs at ``fps``."""
     return start_ns + round(index * 1e9 / fps)
 
 
@@ -157,7 +158,7 @@ class VideoSource:
         index = 0
         # grab() reads, retrieve() decodes: splitting them lets the caller time decoding
         while self._capture.grab():
-            stamp = _stamp(self.start_ns, index, self.fps)
+            stamp = frame_stamp_ns(self.start_ns, index, self.fps)
             yield Frame(index, str(stamp), Header(stamp, self.frame_id), stamp, self._retriever(index))
             index += 1
 
@@ -189,7 +190,7 @@ class FolderSource:
 
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[Frame]:
         for index, path in enumerate(self.files):
-            stamp = _stamp(self.start_ns, index, self.fps)
+            stamp = frame_stamp_ns(self.start_ns, index, self.fps)
             yield Frame(index, path.stem, Header(stamp, self.frame_id), stamp, _file_reader(path))
 
 
