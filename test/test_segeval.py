@@ -91,3 +91,14 @@ def test_start_labels_only_the_held_back_frames(tmp_path, capsys):
                          "--class-map", "{red thing: car}", "--start", "1", "--write-labels", str(written)]) == 0
     assert sorted(p.name for p in written.iterdir()) == ["b.png", "c.png"]
     assert "2 frames" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag, value", [("--start", "-1"), ("--start", "one"), ("--max-frames", "0"),
+                                         ("--threads", "0")])
+def test_bad_numbers_are_argument_errors(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as info:
+        segeval.main([str(tmp_path), "--model", str(tmp_path / "w.safetensors"), flag, value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith(f"hydranet_segeval: error: argument {flag}: ")
+    assert "Traceback" not in err

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
+from ..common.arguments import non_negative_int, positive_int
 from ..common.atomic import atomic_write
 from ..inference.weights import WeightsError
 from ..messages.image import ImageDecodeError
@@ -54,19 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gt-class-map", help="YAML mapping {ground-truth class: our class}; default: same names")
     parser.add_argument("--write-labels", type=Path, help="folder for the predicted labels (mono8 PNG, our ids)")
     parser.add_argument("--topic", help="image topic of a bag with several")
-    parser.add_argument("--start", type=_non_negative, default=0,
+    parser.add_argument("--start", type=non_negative_int, default=0,
                         help="skip the frames before this index (0-based): label a held-back tail only")
-    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads")
+    parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    parser.add_argument("--threads", type=positive_int, default=2, help="CPU threads")
     parser.add_argument("--json", type=Path, help="write the metrics here")
     return parser
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def _yaml(text: str | None) -> Any:
