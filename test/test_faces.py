@@ -276,3 +276,11 @@ def test_prediction_command_fails_clearly_without_usable_input(
     assert "bad.jpg" in capsys.readouterr().err
     assert faces_cli.main(["--weights", str(weights_file), str(tmp_path / "bad.jpg")]) == 1
     assert "use it with hydranet_node" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_a_bad_batch_size_is_an_argument_error(tmp_path: Path, capsys: pytest.CaptureFixture, value: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        faces_cli.main(["--weights", str(tmp_path / "w.safetensors"), "--batch-size", value, str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "argument --batch-size" in err and "Traceback" not in err

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..common.arguments import positive_int, size_arg
 from ..common.atomic import atomic_write
-from ..common.sizes import parse_size
 from ..inference.onnx import (
     DEFAULT_OPSET,
     DEFAULT_TOLERANCE,
@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("weights", type=Path, help="a HydraNet weights file (.safetensors)")
     parser.add_argument("-o", "--output", type=Path, help="the .onnx file to write (default: WEIGHTS with .onnx)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, >= 17 (default {DEFAULT_OPSET})")
-    parser.add_argument("--fixed-size", metavar="WxH", help="export one fixed input size (and batch) instead of dynamic axes")
-    parser.add_argument("--batch", type=int, default=1, help="batch size of a fixed-size export and of the check (default 1)")
-    parser.add_argument("--check-size", metavar="WxH", action="append",
+    parser.add_argument("--fixed-size", metavar="WxH", type=size_arg, help="export one fixed input size (and batch) instead of dynamic axes")
+    parser.add_argument("--batch", type=positive_int, default=1, help="batch size of a fixed-size export and of the check (default 1)")
+    parser.add_argument("--check-size", metavar="WxH", type=size_arg, action="append",
                         help="sizes to compare with PyTorch (repeatable; default: an odd size 101x75 and the trace size, "
                              "or the fixed size)")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
@@ -60,10 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        fixed = parse_size(args.fixed_size)[::-1] if args.fixed_size else None  # (height, width)
+        fixed = args.fixed_size[::-1] if args.fixed_size else None  # (height, width)
         if fixed and args.check_size:
             parser.error("--check-size needs a dynamic export; a --fixed-size graph is checked at its size")
-        checks = [parse_size(s)[::-1] for s in args.check_size] if args.check_size else \
+        checks = [size[::-1] for size in args.check_size] if args.check_size else \
             ([fixed] if fixed else [(75, 101), TRACE_SIZE])
         model, card = load_weights(args.weights)
         graph = export_onnx(model, card, opset=args.opset, fixed_size=fixed, batch=args.batch)

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..common.arguments import positive_int
 from ..common.atomic import atomic_write
 from ..common.image_files import IMAGE_SUFFIXES, ImageFileError, image_files, read_rgb
 from ..inference.face_predictor import FacePrediction, FacePredictor, load_face_predictor
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, required=True, help="face-attribute weights file (.safetensors)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the predictions (all probabilities) here")
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
     return p
 
 
@@ -94,9 +95,6 @@ def report(weights: Path, results: Sequence[tuple[Path, FacePrediction]],
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.batch_size < 1:
-        print(f"{PROG}: --batch-size must be >= 1", file=sys.stderr)
-        return EXIT_ERROR
     try:
         predictor = load_face_predictor(args.weights, device=args.device)
     except (WeightsError, ValueError) as exc:
