@@ -422,7 +422,7 @@ def test_broken_bag_metadata_is_named(tmp_path, capsys, weights_file, metadata, 
 
 
 @pytest.mark.parametrize("flag, value", [("--fps", "-5"), ("--fps", "0"), ("--fps", "nan"), ("--max-frames", "0"),
-                                         ("--max-frames", "-1"), ("--gt-depth-scale", "0")])
+                                         ("--max-frames", "-1"), ("--gt-depth-scale", "0"), ("--warmup", "-1")])
 def test_bad_numbers_are_argument_errors(tmp_path, capsys, flag, value):
     with pytest.raises(SystemExit) as info:
         main([str(tmp_path), flag, value])

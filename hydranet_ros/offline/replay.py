@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from ..common.arguments import positive_float, positive_int
+from ..common.arguments import non_negative_int, positive_float, positive_int
 from ..common.atomic import OutputExistsError, StagedPath, check_writable
 from ..inference.backends import BACKENDS
 from ..inference.points import COLOUR_SOURCES, DEFAULT_STRIDE
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--depth-colormap", default="turbo")
     model.add_argument("--depth-range", type=float, nargs=2, metavar=("MIN", "MAX"),
                        help="colour-map range in metres (default: the model card's)")
-    model.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs on the first frame's size")
+    model.add_argument("--warmup", type=non_negative_int, default=1, help="untimed warm-up runs on the first frame's size")
     run = parser.add_argument_group("run")
     run.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     run.add_argument("--frame-id", default="camera", help="frame_id of video/folder frames")
