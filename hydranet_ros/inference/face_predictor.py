@@ -2,7 +2,7 @@
 and ``hydranet_faces``, so that validation measures what the command reports.
 
 Images are resized on the host exactly as the UTKFace loader resizes them for
-training, then normalised with the card's mean/std (``predictor.normalise``).
+training, then normalised with the card's mean/std (``frame_network.normalise``).
 """
 from __future__ import annotations
 
