@@ -1,4 +1,5 @@
-"""The shared image-file reader: every unreadable file is an ImageFileError naming it."""
+"""The shared image-file reader and writer: every unreadable file is an ImageFileError naming
+it; a written image appears whole or not at all."""
 from __future__ import annotations
 
 import re
@@ -7,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from hydranet_ros.common.image_files import ImageFileError, image_files, is_image_file, read_label_ids, read_rgb
+from hydranet_ros.common.image_files import (ImageFileError, image_files, is_image_file, read_label_ids, read_rgb,
+                                             write_image)
 
 
 @pytest.mark.parametrize("name, content, fragment", [
@@ -34,3 +36,12 @@ def test_missing_file_and_suffixes(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in image_files(tmp_path)] == ["a.PNG", "b.tif", "c.webp"]
     assert not is_image_file(tmp_path / ".hidden.png")
+
+
+def test_written_images_read_back_and_nothing_is_left_on_failure(tmp_path):
+    labels = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    write_image(tmp_path / "out" / "labels.png", labels)   # its folder is made
+    np.testing.assert_array_equal(read_label_ids(tmp_path / "out" / "labels.png"), labels)
+    with pytest.raises(OSError, match="could not encode labels.nope"):
+        write_image(tmp_path / "labels.nope", labels)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]   # no file, no temporary left over

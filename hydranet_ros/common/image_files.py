@@ -1,6 +1,7 @@
-"""Reading image, depth and label files: datasets, replay's folders and the face tool all use these.
+"""Reading and writing image, depth and label files: datasets, replay's folders, the face
+tool, segeval's labels and the benchmark's chart all use these.
 
-Every failure is an ``ImageFileError`` naming the file."""
+Every read failure is an ``ImageFileError`` naming the file; every write is atomic."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+
+from .atomic import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -107,6 +110,19 @@ def read_depth_file(path: Path, png_scale: float) -> np.ndarray:
             return array.astype(np.float32)
         return array.astype(np.float32) * np.float32(png_scale)
     raise ImageFileError(path, f"unsupported depth format {suffix!r} (use .png, .npy or .tiff)")
+
+
+def write_image(path: Path, image: np.ndarray, params: tuple[int, ...] = ()) -> None:
+    """Encode ``image`` (as OpenCV takes it: BGR, grey or 16-bit) by the file's suffix and write
+    it atomically; ``params`` are OpenCV's (e.g. ``(cv2.IMWRITE_JPEG_QUALITY, 95)``). Encoding
+    happens in memory first: the temporary file's name has no suffix for OpenCV to go by."""
+    try:
+        ok, encoded = cv2.imencode(path.suffix, image, list(params))
+    except cv2.error as error:   # no encoder for the suffix, or an image it cannot take
+        raise OSError(f"could not encode {path.name}: {error.err}") from None
+    if not ok:
+        raise OSError(f"could not encode {path.name}")
+    atomic_write(path, lambda tmp: tmp.write_bytes(encoded.tobytes()))
 
 
 def image_tensor(image: np.ndarray) -> torch.Tensor:

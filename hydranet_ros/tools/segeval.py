@@ -26,6 +26,7 @@ import yaml
 
 from ..common.arguments import non_negative_int, positive_int
 from ..common.atomic import atomic_write
+from ..common.image_files import write_image
 from ..inference.weights import WeightsError
 from ..messages.image import ImageDecodeError
 from ..model.presets import KITTI6
@@ -33,7 +34,6 @@ from ..offline.evaluation import GroundTruthError, GroundTruthFolder, json_safe
 from ..offline.metrics import SegmentationMetrics
 from ..offline.sources import Frame, SourceError, open_source
 from ..training.distill import ClassMapError, TeacherError, class_lut, load_teacher
-from ..training.distill.cache import write_image
 
 PROG = "hydranet_segeval"  # also python -m hydranet_ros.tools.segeval
 IGNORE = 255

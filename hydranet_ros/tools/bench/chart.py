@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...common.atomic import atomic_write
+from ...common.image_files import write_image
 from .run import Result
 
 COLOURS_BGR = {"segm": (180, 119, 31), "depth": (14, 127, 255), "stacked": (40, 39, 214),
@@ -39,7 +39,4 @@ def draw_chart(results: Sequence[Result], title: str, path: Path) -> None:
             cv2.putText(image, f"{r.fps:.1f} fps{memory}", (label_w + length + 6, y + 17), font, 0.45, (0, 0, 0), 1,
                         cv2.LINE_AA)
             y += row_h
-    ok, encoded = cv2.imencode(path.suffix or ".png", image)
-    if not ok:
-        raise OSError(f"could not encode {path} (OpenCV knows no image format {path.suffix!r})")
-    atomic_write(path, lambda tmp: tmp.write_bytes(encoded.tobytes()))
+    write_image(path, image)
