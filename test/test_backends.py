@@ -30,7 +30,7 @@ def eager_result():
 
 
 def test_onnxruntime_backend_matches_eager(eager_result) -> None:
-    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: nothing to compare with eager")
     onnx = predictor("onnxruntime")
     assert onnx.backend == "onnxruntime"
     result = onnx.predict(IMAGE, OUTPUTS)
@@ -46,7 +46,7 @@ def test_onnxruntime_backend_matches_eager(eager_result) -> None:
 def test_unavailable_backend_falls_back_with_a_logged_reason(requested: str, expected: str, reason: str,
                                                              log_capture: LogCapture) -> None:
     if expected == "onnxruntime":
-        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: TensorRT's fallback would be eager")
     with log_capture.at_level(logging.WARNING, logger="hydranet_ros.inference"):
         p = predictor(requested)
     assert p.backend == expected and p.requested_backend == requested
