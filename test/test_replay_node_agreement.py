@@ -70,8 +70,7 @@ def run_node(rclpy: Any, weights, frames: list[tuple[np.ndarray, str, int]], inf
               **{f"publish_{spec.name}": True for spec in OUTPUT_SPECS}}
     node = HydraNetNode(context=context, namespace=namespace,
                         parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-    if hasattr(node, "start"):   # a lifecycle node: configure and activate, as autostart does
-        assert node.start(), getattr(node, "failure", "the node did not start")
+    assert node.start(), node.failure   # configure and activate, as autostart does
     probe = Node("probe", context=context, namespace=namespace)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -119,9 +118,8 @@ def run_node(rclpy: Any, weights, frames: list[tuple[np.ndarray, str, int]], inf
 
 
 def camera_info_of(node: Any) -> Any:
-    """The latest CameraInfo the node holds (on what configure built, for the lifecycle node)."""
-    running = getattr(node, "running", None)
-    return getattr(running, "camera_info", None) if running is not None else getattr(node, "_camera_info", None)
+    """The latest CameraInfo the node holds for its one camera (None while unconfigured)."""
+    return node.running.first.camera_info if node.running is not None else None
 
 
 def camera_info_message_ros(types, header, k: np.ndarray):
