@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from ...common.atomic import atomic_write
+from ...common.image_files import write_image
 from ...messages.image import ImageDecodeError
 from ...offline.sources import Frame, SourceError, open_source
 from .teacher import Teacher
@@ -56,14 +57,6 @@ def cache_key(teacher: Teacher, source: Path, selection: FrameSelection) -> str:
                        selection.start, selection.stop, selection.every, selection.topic,
                        teacher.input.kind, teacher.input.size])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def write_image(path: Path, image: np.ndarray, params: tuple[int, ...] = ()) -> None:
-    """Encode by the file's suffix and write atomically."""
-    ok, encoded = cv2.imencode(path.suffix, image, list(params))
-    if not ok:
-        raise OSError(f"could not encode {path.name}")
-    atomic_write(path, lambda tmp: tmp.write_bytes(encoded.tobytes()))
 
 
 def label_recording(teacher: Teacher, source: Path, cache_dir: Path, selection: FrameSelection = FrameSelection(),
