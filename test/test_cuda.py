@@ -18,6 +18,7 @@ import torch
 
 from hydranet_ros.inference.backends import onnxruntime_providers
 from hydranet_ros.inference.predictor import OUTPUTS, Prediction, load_predictor
+from hydranet_ros.inference.shipped import SHIPPED_WEIGHTS
 from hydranet_ros.synthetic.camera import render_street_scene
 from hydranet_ros.tools.bench import main as bench_main
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),
     reason="no CUDA device (torch.cuda.is_available() is False): the GPU fast path is tested where there is one")
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "hydranet_synthetic_street.safetensors"
+WEIGHTS = Path(__file__).resolve().parents[1] / SHIPPED_WEIGHTS
 WIDTH, HEIGHT = 416, 128
 
 

@@ -342,7 +342,7 @@ def test_demo_writes_bags_video_and_report(tmp_path, capsys, weights_file, monke
 def test_demo_without_weights_names_the_path(tmp_path, capsys, monkeypatch):
     from hydranet_ros.inference import shipped
 
-    missing = tmp_path / "share" / "weights" / "hydranet_synthetic_street.safetensors"
+    missing = tmp_path / "share" / shipped.SHIPPED_WEIGHTS
     monkeypatch.setattr(shipped, "shipped_weights_candidates", lambda: [missing])
     code, _, stderr = run(capsys, "--demo", "--output-dir", tmp_path / "demo")
     assert code == 1 and str(missing) in stderr and "Traceback" not in stderr

@@ -18,8 +18,11 @@ from .weights import WeightsError
 
 PACKAGE = "hydranet_ros"
 
-# relative to the package's share directory (and to the source checkout)
-SHIPPED_WEIGHTS = "weights/hydranet_synthetic_street.safetensors"
+# relative to the package's share directory (and to the source checkout). The default is the
+# file that does best on real streets (README, "Real streets"): synthetic scenes for depth,
+# a teacher's labels on MIT-licensed dash-cam frames for classes. weights/ also ships the
+# synthetic-only file the earlier releases used by default.
+SHIPPED_WEIGHTS = "weights/hydranet_street_distill.safetensors"
 
 # hydranet_ros/inference/shipped.py -> the folder that holds hydranet_ros/ and weights/
 _CHECKOUT = Path(__file__).resolve().parents[2]
@@ -57,5 +60,5 @@ def shipped_weights(hint: str = "pass --weights FILE") -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise WeightsError("the shipped demo weights are missing; looked for "
+    raise WeightsError("the shipped weights are missing; looked for "
                        + ", ".join(str(p) for p in candidates) + f" ({hint})")
