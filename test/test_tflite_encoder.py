@@ -65,7 +65,7 @@ def converted():
 
 
 def _our_logits(state, head, rgb: np.ndarray, tf_padding: bool) -> np.ndarray:
-    from hydranet_ros.inference.predictor import normalise
+    from hydranet_ros.inference.frame_network import normalise
     from hydranet_ros.training.encoders.tflite_mobilenet import use_tf_same_padding
 
     encoder = MobileNetV2Encoder()

@@ -32,8 +32,6 @@ from .colour import CHANNEL_ORDERS, blend, colorize_depth, colormap_lut, palette
 
 from .device import PRECISIONS, choose_precision, resolve_device
 from .frame_network import FrameNetwork
-# training/step.py still imports normalise from here; until it imports it from frame_network
-from .frame_network import normalise  # noqa: F401
 from .onnxruntime_runner import OnnxSource
 from .points import (
     PointsOptions,

@@ -4,6 +4,8 @@ start, train and validate epoch after epoch with checkpoints, then write the wei
 Under torchrun every process runs this (``distributed``): each trains on its share of every
 batch through DistributedDataParallel, and they agree on everything that decides what happens
 next (errors, a stop request, the loss, validation metrics). Only rank 0 writes files.
+It runs a little over 300 lines because the epoch loop and what every process must agree
+on inside it read best in one place.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..common.atomic import atomic_write
 from ..inference.weights import ModelCard, save_weights
 from .balancing import Balancer, build_balancer
 from .checkpoint import BEST, LAST, EpochSampler, load_checkpoint, restore_checkpoint, save_checkpoint
@@ -96,7 +99,8 @@ def prepare(config: Config, resume: dict[str, Any] | None, overwrite: bool, dist
             raise TrainingError(f"{run_dir} already holds a checkpoint; continue it with --resume {run_dir}, "
                                 "or pass --overwrite / another --run-dir to start afresh")
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(dump(config))
+        text = dump(config)
+        atomic_write(run_dir / "config.yaml", lambda tmp: tmp.write_text(text))
 
     task = load_task(config["task"])
     best_metric = config["checkpoint"]["best_metric"]

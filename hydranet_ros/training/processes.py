@@ -14,7 +14,7 @@ from typing import Any, MutableMapping
 import torch
 from torch import nn
 
-from ..inference.predictor import resolve_device
+from ..inference.device import resolve_device
 from .config import Config, ConfigError
 from .distributed import Distributed
 from .tasks import TrainingError

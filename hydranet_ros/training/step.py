@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..inference.predictor import normalise
+from ..inference.frame_network import normalise
 from .balancing import Balancer
 from .checkpoint import EpochSampler, SeededSamples
 from .config import Config
