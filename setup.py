@@ -61,7 +61,9 @@ setup(
         # TensorFlow Lite files: the ImageNet MobileNetV2 encoder start (tflite: the schema's
         # parser) and .tflite teachers for distillation (ai-edge-litert: Google's interpreter)
         "tflite": ["tflite>=2.10", "ai-edge-litert>=1.2"],
-        "test": ["pytest", "onnx>=1.15", "onnxruntime>=1.17", "tflite>=2.10", "ai-edge-litert>=1.2"],
+        # pytest-xdist: the suite runs in two processes (`-n 2`), since each test keeps torch to
+        # one thread; on 2 cores that halves its 9 minutes
+        "test": ["pytest", "pytest-xdist", "onnx>=1.15", "onnxruntime>=1.17", "tflite>=2.10", "ai-edge-litert>=1.2"],
         "torch": TORCH_PAIR,
         "ros": ROS_WHEELS,
         "system-ros": [],   # ROS 2 is sourced: its rclpy, sensor_msgs ... are used as they are
