@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -22,24 +23,27 @@ import pytest
 import torch
 import yaml
 
+import hydranet_ros.training.loop as L
 import hydranet_ros.training.tasks.depth_segmentation as DS
 import hydranet_ros.training.train as T
 from hydranet_ros import load_predictor
 from hydranet_ros.inference.weights import load_weights
 from hydranet_ros.training.checkpoint import LAST, EpochSampler, load_checkpoint
 from hydranet_ros.training.config import ConfigError, load_config
-from hydranet_ros.training.distributed import Distributed
-from hydranet_ros.training.processes import Shape, adapt_progress, batch_per_process, maybe_sync_batchnorm
+from hydranet_ros.training.distributed import Distributed, launched
+from hydranet_ros.training.optimisation import base_learning_rates
+from hydranet_ros.training.processes import Shape, adapt_progress, batch_per_process, wants_sync_batchnorm
 from hydranet_ros.training.step import train_loader
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
 # the shipped synthetic street recipe, made tiny: 24 training frames of 64x32 (6 steps an epoch on
-# 2 processes x 2 frames), 10 validation frames, a 16-channel decoder, one thread per process
+# 2 processes x 2 frames), 9 validation frames (5 and 4 on 2 processes), a 16-channel decoder, one
+# thread per process
 TINY = ["--config", str(REPO / "config" / "train_synthetic.yaml"), "--device", "cpu",
         "--set", "threads=1", "--set", "data.options.width=64", "--set", "data.options.height=32",
         "--set", "data.transform.size=[32, 64]", "--set", "data.train_options.num_samples=24",
-        "--set", "data.val_options.num_samples=10", "--set", "data.batch_size=2", "--set", "data.val_batch_size=4",
+        "--set", "data.val_options.num_samples=9", "--set", "data.batch_size=2", "--set", "data.val_batch_size=4",
         "--set", "data.num_workers=0", "--set", "model.decoder_width=16", "--set", "schedule.warmup_steps=2",
         "--set", "logging.progress=false"]
 
@@ -86,6 +90,7 @@ def test_two_processes_train_like_one_and_only_rank_0_writes(tmp_path: Path) -> 
     assert written.count(f"checkpoint {tmp_path / 'run' / LAST}") == 5  # steps 4, 8, 12 and two epoch ends
     assert len(list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))) == 1
     assert result.stdout.count("epoch 2/2") == 1  # one process reports
+    assert "training on 2 process(es) with DistributedDataParallel over gloo" in result.stdout
 
     # every process ends with the same model and the same DWA state, which counts both processes' losses
     states = [torch.load(tmp_path / "spy" / f"state{rank}.pt") for rank in (0, 1)]
@@ -99,7 +104,8 @@ def test_two_processes_train_like_one_and_only_rank_0_writes(tmp_path: Path) -> 
     assert not torch.equal(dwa["current"], torch.ones(2))  # after two epochs the weights have moved
 
 
-def test_a_run_killed_on_two_processes_resumes_on_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_run_killed_on_two_processes_resumes_on_one(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = tmp_path / "run"
     started = time.monotonic()
     # rank 0 dies without a word at step 9: 3 steps into epoch 2, a checkpoint every step
@@ -110,10 +116,21 @@ def test_a_run_killed_on_two_processes_resumes_on_one(tmp_path: Path, capsys: py
     saved = load_checkpoint(run_dir)["progress"]
     assert (saved["epoch"], saved["step_in_epoch"], saved["samples_in_epoch"], saved["world_size"]) == (1, 2, 8, 2)
 
-    assert T.main(["--resume", str(run_dir)]) == 0  # this test's process: one process
-    out = capsys.readouterr().out
-    assert ("resuming a run of 2 process(es) on 1: global batch 4 -> 2 (2 per process), 6 -> 12 steps per epoch; "
-            "epoch 2 continues after its first 8 samples, the schedule at step 16 (was 8)") in out
+    changed = ("resuming a run of 2 process(es) on 1: global batch 4 -> 2 (2 per process), 6 -> 12 steps per epoch; "
+               "epoch 2 continues after its first 8 samples, the schedule at step 16 (was 8)")
+    # one plain process (this test's, no launcher) takes the run up where it stopped; it trains no step here
+    runs: list[Any] = []
+    monkeypatch.setattr(L, "run_epochs", lambda run: runs.append(run) or T.EXIT_INTERRUPTED)
+    assert T.main(["--resume", str(run_dir)]) == T.EXIT_INTERRUPTED
+    assert changed in capsys.readouterr().out
+    assert not runs[0].dist.enabled and runs[0].forward is runs[0].model  # no DistributedDataParallel
+    assert (runs[0].progress["step_in_epoch"], runs[0].progress["global_step"]) == (4, 16)
+
+    # torchrun with one process finishes it, through DistributedDataParallel all the same
+    result = torchrun(tmp_path, "--resume", str(run_dir), nproc=1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert changed in result.stdout
+    assert "training on 1 process(es) with DistributedDataParallel over gloo" in result.stdout
     done = load_checkpoint(run_dir)["progress"]
     assert (done["epoch"], done["global_step"], done["world_size"]) == (2, 24, 1)
     assert [record["epoch"] for record in done["history"]] == [1, 2]
@@ -186,22 +203,27 @@ def _collectives(rank: int, port: int) -> None:
     two = Distributed(rank=rank, world_size=2, timeout_s=60)
     two.start()
     try:
-        # metric sums over the processes equal one process seeing both shares
-        def fill(metrics: list[Any], share: int) -> list[Any]:
-            g = torch.Generator().manual_seed(share)
-            metrics[0].update(torch.randint(0, 4, (50,), generator=g), torch.randint(0, 4, (50,), generator=g))
-            metrics[1].update(torch.rand(50, generator=g) * 10 + 1, torch.rand(50, generator=g) * 10 + 1)
-            metrics[2].update(torch.rand(6, generator=g) * 80, torch.randint(0, 2, (6,), generator=g),
-                              torch.randint(0, 3, (6,), generator=g), torch.rand(6, generator=g) * 80,
-                              torch.randint(0, 2, (6,), generator=g), torch.randint(0, 3, (6,), generator=g))
+        # an odd-sized set evaluated on two shares (5 and 4 samples) and summed: the same
+        # accumulators, not only the same ratios, as one process evaluating all of it
+        def evaluate(samples: Any) -> list[Any]:
+            metrics = [SegmentationMetrics(4), DepthMetrics(), FaceAttributeMetrics(["a", "b", "c"])]
+            for sample in samples:
+                g = torch.Generator().manual_seed(sample)
+                metrics[0].update(torch.randint(0, 4, (50,), generator=g), torch.randint(0, 4, (50,), generator=g))
+                metrics[1].update(torch.rand(50, generator=g) * 10 + 1, torch.rand(50, generator=g) * 10 + 1)
+                metrics[2].update(torch.rand(6, generator=g) * 80, torch.randint(0, 2, (6,), generator=g),
+                                  torch.randint(0, 3, (6,), generator=g), torch.rand(6, generator=g) * 80,
+                                  torch.randint(0, 2, (6,), generator=g), torch.randint(0, 3, (6,), generator=g))
             return metrics
 
-        def fresh() -> list[Any]:
-            return [SegmentationMetrics(4), DepthMetrics(), FaceAttributeMetrics(["a", "b", "c"])]
-
-        whole = fill(fill(fresh(), 0), 1)
-        local = fill(fresh(), rank)
+        dataset = list(range(9))
+        share = two.shard(dataset)
+        assert len(share) == (5, 4)[rank]
+        whole, local = evaluate(dataset), evaluate(share)
         two.sum_metrics(*local)
+        assert torch.equal(local[0].confusion, whole[0].confusion) and int(local[0].confusion.sum()) == 9 * 50
+        assert (local[1].count, local[2].count) == (whole[1].count, whole[2].count) == (9 * 50, 9 * 6)
+        assert local[1]._sums == pytest.approx(whole[1]._sums, rel=1e-12)
         for ours, reference in zip(local, whole):
             assert flat_metrics(ours.compute()) == pytest.approx(flat_metrics(reference.compute()), rel=1e-12)
 
@@ -291,10 +313,65 @@ def test_batch_sizes_and_the_world_size_must_fit_the_data() -> None:
         train_loader(list(range(3)), load_config(None, []), torch.device("cpu"), 2, two)
     with pytest.raises(T.TrainingError, match="1 samples, fewer than one batch"):  # more processes than samples
         train_loader([0], load_config(None, []), torch.device("cpu"), 1, two)
+
+
+def test_syncbatchnorm_is_chosen_while_building_and_made_over_the_device_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    two, cpu, cuda = Distributed(rank=0, world_size=2), torch.device("cpu"), torch.device("cuda", 0)
+    default, on = load_config(None, []), load_config(None, ["distributed.sync_batchnorm=true"])
     with pytest.raises(ConfigError, match="SyncBatchNorm runs on GPUs only"):
-        maybe_sync_batchnorm(torch.nn.BatchNorm2d(3), load_config(None, ["distributed.sync_batchnorm=true"]),
-                             torch.device("cpu"), two)
-    assert not maybe_sync_batchnorm(torch.nn.BatchNorm2d(3), load_config(None, []), torch.device("cpu"), two)
+        wants_sync_batchnorm(on, cpu, "gloo", two)
+    # automatic: depth + segmentation under a launcher over NCCL
+    assert wants_sync_batchnorm(default, cuda, "nccl", two) and wants_sync_batchnorm(on, cuda, "gloo", two)
+    assert not any([wants_sync_batchnorm(default, cpu, "gloo", two), wants_sync_batchnorm(default, cuda, "gloo", two),
+                    wants_sync_batchnorm(default, cuda, "nccl", Distributed()),
+                    wants_sync_batchnorm(load_config(None, ["task=face_attributes", "data.kind=utkface"]), cuda,
+                                         "nccl", two)])
+
+    # the conversion waits for the device's group (NCCL), which exists only after use_device
+    nccl_group = object()
+    monkeypatch.setattr(Distributed, "use_device", lambda self, device, backend: setattr(self, "device_group",
+                                                                                       nccl_group))
+    monkeypatch.setattr(L, "DistributedDataParallel", lambda model, device_ids, process_group: (model, process_group))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4), torch.nn.BatchNorm2d(4))
+    parameters = list(model.parameters())
+    run = SimpleNamespace(dist=Distributed(rank=0, world_size=2), device=cpu, backend="nccl", sync_batchnorm=True,
+                          model=model, forward=model)
+    L.distribute(run)  # type: ignore[arg-type]
+    converted = [m for m in run.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(converted) == 2 and all(isinstance(m, torch.nn.SyncBatchNorm) for m in converted)
+    assert all(m.process_group is nccl_group for m in converted)
+    assert run.forward == (run.model, nccl_group)
+    # the optimiser, built before, still holds the model's parameters
+    assert all(a is b for a, b in zip(parameters, run.model.parameters(), strict=True))
+
+
+def test_a_launcher_makes_even_one_process_distributed(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    assert not launched() and not Distributed().enabled  # a plain hydranet_train
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not launched()
+    monkeypatch.setenv("MASTER_ADDR", "node0")  # a launcher of its own (SLURM, Kubernetes)
+    assert launched()
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # torchrun
+    assert launched()
+    alone = Distributed(world_size=1, launched=True)
+    assert alone.enabled and alone.where() == "[rank 0/1] "
+
+
+@pytest.mark.parametrize("overrides, world_size, factor", [
+    ([], 4, 1.0),                                                           # scale_lr off
+    (["distributed.scale_lr=true"], 4, 4.0),                                # 4 x data.batch_size
+    (["distributed.scale_lr=true"], 1, 1.0),
+    (["distributed.scale_lr=true", "data.global_batch_size=16"], 4, 1.0),  # the global batch stays 16
+])
+def test_scale_lr_follows_the_global_batch(overrides: list[str], world_size: int, factor: float) -> None:
+    config = load_config(None, ["optim.lr_encoder=0.001", "optim.lr_decoder=0.01", *overrides])
+    assert base_learning_rates(config, world_size) == pytest.approx(
+        {"encoder": 0.001 * factor, "decoder": 0.01 * factor, "balancer": 0.01 * factor})
 
 
 def test_resuming_on_another_world_size_keeps_the_epochs_position() -> None:

@@ -1,8 +1,10 @@
 """Training in several processes (torchrun): who this process is, and the few collectives training needs.
 
 torchrun, or any launcher that sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
-``MASTER_PORT``, starts one process per GPU (or several on the CPU). Without those variables,
-or with a world size of 1, everything here is a no-op and training runs as one process.
+``MASTER_PORT``, starts one process per GPU (or several on the CPU). A process so started
+trains distributed even alone (world size 1: process groups and DistributedDataParallel, as
+on a cluster with one GPU); without those variables everything here is a no-op and training
+runs as one plain process.
 
 - The default process group is always Gloo. It exists before the recipe's device is known,
   so every failure, even a bad recipe, can be agreed on (``agree``) and reported once by rank
@@ -69,6 +71,13 @@ def environment() -> tuple[int, int, int]:
     return rank, world_size, local_rank
 
 
+def launched() -> bool:
+    """Was this process started by a launcher? torchrun says so with ``TORCHELASTIC_RUN_ID``;
+    other launchers (SLURM or Kubernetes scripts) set the rendezvous variables themselves."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or all(name in os.environ
+                                                      for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
+
+
 @dataclass
 class Distributed:
     """This process's place in the job. ``Distributed()`` is the single-process default."""
@@ -78,10 +87,11 @@ class Distributed:
     local_rank: int = 0
     timeout_s: float = DEFAULT_TIMEOUT_S
     device_group: Any = field(default=None, repr=False)  # None: the default group
+    launched: bool = False  # started by a launcher: distributed even with a world size of 1
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.launched or self.world_size > 1
 
     @property
     def is_main(self) -> bool:

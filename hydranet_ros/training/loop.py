@@ -30,7 +30,8 @@ from .config import Config, ConfigError, dump
 from .distributed import SINGLE, AgreedError, Distributed
 from .losses import TaskLoss
 from .optimisation import base_learning_rates, build_optimizer, build_scheduler, move_schedule
-from .processes import Shape, adapt_progress, backend, batch_per_process, maybe_sync_batchnorm, process_device
+from .processes import (Shape, adapt_progress, backend, batch_per_process, process_device, sync_batchnorm,
+                        wants_sync_batchnorm)
 from .recipe_files import check_recipe_files
 from .reporting import Logger, flat_metrics, format_metrics
 from .signals import stop_on_signal
@@ -56,6 +57,7 @@ class Run:
     dist: Distributed
     device: torch.device
     backend: str
+    sync_batchnorm: bool      # converted once the device's process group exists (``distribute``)
     run_dir: Path
     task: TrainingTask
     train_set: Any
@@ -93,6 +95,7 @@ def prepare(config: Config, resume: dict[str, Any] | None, overwrite: bool, dist
     torch.manual_seed(config["seed"])  # the model's initial weights
     device = process_device(config, dist)
     chosen_backend = backend(config, device)
+    use_sync_batchnorm = wants_sync_batchnorm(config, device, chosen_backend, dist)
     run_dir = Path(config["run_dir"])
     if dist.is_main:
         if resume is None and (run_dir / LAST).exists() and not overwrite:
@@ -110,7 +113,6 @@ def prepare(config: Config, resume: dict[str, Any] | None, overwrite: bool, dist
     per_process = batch_per_process(config, dist.world_size)
     train_set, val_set = task.build_datasets(config)
     model, init_description = task.build_model(config, train_set)
-    maybe_sync_batchnorm(model, config, device, dist)
     model.to(device).train()
     losses = task.build_tasks(config)  # one per head; the balancer weighs them
     b = config["balancing"]
@@ -142,8 +144,8 @@ def prepare(config: Config, resume: dict[str, Any] | None, overwrite: bool, dist
             print(f"{PROG}: resumed at epoch {progress['epoch'] + 1}, step {progress['step_in_epoch']} "
                   f"(global step {progress['global_step']})")
     card = task.make_card(config, model, train_set, {})
-    return Run(config, dist, device, chosen_backend, run_dir, task, train_set, val_set, model, losses, balancer,
-               loader, sampler, optimizer, scheduler, scaler, amp, card, init_description, progress)
+    return Run(config, dist, device, chosen_backend, use_sync_batchnorm, run_dir, task, train_set, val_set, model,
+               losses, balancer, loader, sampler, optimizer, scheduler, scaler, amp, card, init_description, progress)
 
 
 def train(config: Config, resume: dict[str, Any] | None = None, overwrite: bool = False,
@@ -160,14 +162,26 @@ def train(config: Config, resume: dict[str, Any] | None = None, overwrite: bool 
     dist.agree(error)  # every process stops here if any of them could not start
     assert run is not None
     if dist.enabled:
-        dist.use_device(run.device, run.backend)
-        ids = [run.device.index] if run.device.type == "cuda" else None
-        run.forward = DistributedDataParallel(run.model, device_ids=ids, process_group=dist.device_group)
+        distribute(run)
     started = time.monotonic()
     code = run_epochs(run)
     if code != 0:
         return code
     return export(run, time.monotonic() - started)
+
+
+def distribute(run: Run) -> None:
+    """Every process: open the device's process group, convert to SyncBatchNorm over it if the
+    run wants that, and wrap the model in DistributedDataParallel."""
+    dist = run.dist
+    dist.use_device(run.device, run.backend)
+    if run.sync_batchnorm:
+        run.model = sync_batchnorm(run.model, dist)
+    ids = [run.device.index] if run.device.type == "cuda" else None
+    run.forward = DistributedDataParallel(run.model, device_ids=ids, process_group=dist.device_group)
+    if dist.is_main:
+        print(f"{PROG}: training on {dist.world_size} process(es) with DistributedDataParallel over "
+              f"{run.backend}" + (" and SyncBatchNorm" if run.sync_batchnorm else ""))
 
 
 def run_epochs(run: Run) -> int:

@@ -8,12 +8,23 @@ import torch
 from torch import nn
 
 from .config import Config
+from .processes import batch_per_process
+
+
+def lr_scale(config: Config, world_size: int) -> float:
+    """The linear scaling rule's factor with ``distributed.scale_lr`` (else 1): the global batch
+    this run takes over the one the recipe's rates are for, ``data.batch_size`` on one process
+    or ``data.global_batch_size``, which stays the same on any number of processes."""
+    if not config["distributed"]["scale_lr"]:
+        return 1.0
+    data = config["data"]
+    recipe_batch = data["global_batch_size"] or data["batch_size"]
+    return batch_per_process(config, world_size) * world_size / recipe_batch
 
 
 def base_learning_rates(config: Config, world_size: int = 1) -> dict[str, float]:
-    """The learning rate of each parameter group: the recipe's, times the number of
-    processes if ``distributed.scale_lr`` says so (the linear scaling rule)."""
-    o, scale = config["optim"], (world_size if config["distributed"]["scale_lr"] else 1)
+    """The learning rate of each parameter group: the recipe's, times ``lr_scale``."""
+    o, scale = config["optim"], lr_scale(config, world_size)
     return {"encoder": o["lr_encoder"] * scale, "decoder": o["lr_decoder"] * scale, "balancer": o["lr_decoder"] * scale}
 
 
@@ -54,8 +65,6 @@ def build_scheduler(config: Config, optimizer: torch.optim.Optimizer,
         return s["min_lr_factor"] + (1.0 - s["min_lr_factor"]) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 
 
 def move_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR, optimizer: torch.optim.Optimizer, step: int,

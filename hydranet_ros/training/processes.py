@@ -4,7 +4,7 @@ SyncBatchNorm, the batch each process takes, and a resume on another number of p
 Batch size: ``data.batch_size`` is per process (per GPU), as in torchvision's reference
 scripts, so the global batch grows with the processes; ``data.global_batch_size`` instead
 fixes the global batch and divides it among them. The learning rate is the recipe's unless
-``distributed.scale_lr`` multiplies it by the number of processes.
+``distributed.scale_lr`` scales it with the global batch (``optimisation.lr_scale``).
 """
 from __future__ import annotations
 
@@ -46,19 +46,26 @@ def backend(config: Config, device: torch.device) -> str:
     return wanted
 
 
-def maybe_sync_batchnorm(model: nn.Module, config: Config, device: torch.device, dist: Distributed) -> bool:
-    """Convert the model's BatchNorm to SyncBatchNorm when the recipe (or its automatic
-    choice: several GPUs, depth + segmentation) says so; True if converted."""
+def wants_sync_batchnorm(config: Config, device: torch.device, chosen_backend: str, dist: Distributed) -> bool:
+    """Does this run use SyncBatchNorm? The recipe's switch, or its automatic choice (depth +
+    segmentation under a launcher over NCCL, as torchvision's segmentation reference does).
+    Decided while the run is built, so that a recipe that cannot have it stops before training."""
     wanted = config["distributed"]["sync_batchnorm"]
     if wanted is None:
-        wanted = dist.enabled and device.type == "cuda" and config["task"] == "depth_segmentation"
+        return dist.enabled and chosen_backend == "nccl" and config["task"] == "depth_segmentation"
     if not wanted or not dist.enabled:
         return False
     if device.type != "cuda":
         raise ConfigError("distributed.sync_batchnorm: PyTorch's SyncBatchNorm runs on GPUs only; "
                           f"set it to false to train on {device}")
-    nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return True
+
+
+def sync_batchnorm(model: nn.Module, dist: Distributed) -> nn.Module:
+    """``model`` with SyncBatchNorm over the device's group (NCCL on GPUs), which exists only
+    after ``Distributed.use_device``: the default group is Gloo. The converted layers keep the
+    same Parameter objects and buffers, so the optimiser built before stays valid."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model, process_group=dist.device_group)
 
 
 def batch_per_process(config: Config, world_size: int) -> int:

@@ -97,7 +97,7 @@ DEFAULTS: Config = {
     "distributed": {                 # under torchrun (see the README, "Training on several GPUs")
         "backend": "auto",           # auto (nccl on CUDA, gloo on the CPU) | nccl | gloo
         "sync_batchnorm": None,      # null = on for depth_segmentation on several GPUs; true | false
-        "scale_lr": False,           # multiply optim.lr_* by the number of processes (linear scaling)
+        "scale_lr": False,           # scale optim.lr_* with the global batch (linear scaling; see README)
         "timeout_s": 600.0,          # a process waiting this long for the others stops the job
     },
     "provenance": {},                # extra model-card provenance entries (notes, licence ...)

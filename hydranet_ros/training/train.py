@@ -26,7 +26,7 @@ from ..inference.weights import WeightsError
 from .balancing import build_balancer
 from .checkpoint import load_checkpoint
 from .config import Config, ConfigError, dump, load_config
-from .distributed import DEFAULT_TIMEOUT_S, AgreedError, Distributed, environment, is_peer_lost
+from .distributed import DEFAULT_TIMEOUT_S, AgreedError, Distributed, environment, is_peer_lost, launched
 from .loop import EXIT_INTERRUPTED, EXPECTED_ERRORS, output_path, train
 from .optimisation import build_optimizer, build_scheduler
 from .step import train_step
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     except EXPECTED_ERRORS as exc:
         error = exc
     timeout = config["distributed"]["timeout_s"] if config is not None else DEFAULT_TIMEOUT_S
-    dist = Distributed(rank, world_size, local_rank, timeout)
+    dist = Distributed(rank, world_size, local_rank, timeout, launched=launched())
     try:
         dist.start()
         dist.agree(error)
