@@ -146,6 +146,14 @@ def test_a_class_map_naming_missing_classes(teacher, tmp_path, class_map, messag
     assert not (tmp_path / "cache").exists()
 
 
+def test_a_misspelt_label_set_names_the_teacher(teacher, tmp_path):
+    from hydranet_ros.training.distill import ClassMapError
+
+    with pytest.raises(ClassMapError, match=f"teacher {teacher}: unknown label set 'citiscapes'; name one of"):
+        build(teacher, colour_frames(tmp_path / "f"), tmp_path / "cache", classes="citiscapes")
+    assert not (tmp_path / "cache").exists()
+
+
 def test_unlabelled_data_without_a_readable_frame(teacher, tmp_path):
     from hydranet_ros.training.distill import UnlabelledDataError
 

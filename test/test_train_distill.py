@@ -20,6 +20,8 @@ from hydranet_ros.training.recipe_files import check_recipe_files, recipe_files
 
 ROOT = Path(__file__).resolve().parent.parent
 DISTILL_RECIPE = ROOT / "config" / "train_street_distill.yaml"
+# the shared Coral files: the DeepLab teacher is a .tflite that is not an ImageNet MobileNetV2
+DEEPLAB = ROOT.parent / "shared" / "data" / "coral" / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"
 
 
 def recipe(teacher: Path, frames: Path, **teacher_options: Any) -> dict[str, Any]:
@@ -118,6 +120,29 @@ def test_missing_teacher_or_recording_stops_before_anything_runs(tmp_path: Path,
     err = capsys.readouterr().err
     assert "model.encoder_weights 'missing/mobilenet.tflite'" in err
     assert f"relative paths are read from the working directory, {os.getcwd()}" in err
+    assert not (tmp_path / "run" / "teacher_labels").exists()
+
+
+@pytest.mark.parametrize("wrong, message", [
+    ("not_a_model.tflite", "is not readable"),
+    (DEEPLAB, "not an ImageNet MobileNetV2 1.0: 62 convolutions"),  # the teacher, given as the encoder
+])
+def test_a_wrong_encoder_file_stops_before_the_teacher_labels(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                              wrong: str | Path, message: str) -> None:
+    if isinstance(wrong, Path) and not wrong.is_file():
+        pytest.skip(f"{wrong} not found (the Coral test data in the project's ../shared)")
+    if isinstance(wrong, Path):
+        pytest.importorskip("tflite", reason="reading a .tflite encoder needs the 'tflite' package")
+    else:
+        wrong = tmp_path / wrong
+        wrong.write_bytes(b"\0" * 64)
+    teacher, frames = colour_teacher(tmp_path), colour_frames(tmp_path / "unlabelled", count=2)
+    config = recipe(teacher, frames)
+    config["model"]["encoder_weights"] = str(wrong)
+    assert train(tmp_path, config) == T.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert f"model.encoder_weights: encoder weights file '{wrong}'" in err and message in err
+    assert "Traceback" not in err
     assert not (tmp_path / "run" / "teacher_labels").exists()
 
 

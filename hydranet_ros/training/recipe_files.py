@@ -5,14 +5,18 @@ recording ...) are read from the working directory, like every path on the comma
 the shipped recipes are written for ``hydranet_train`` started in the project root (e.g.
 ``../shared/data/coral/...``). Labelling a recording with a teacher takes minutes, so a
 missing encoder file found only afterwards would waste them: ``check_recipe_files`` names
-every missing file at once, first.
+every missing file at once, first, and reads the encoder file (a wrong ``.tflite``, such as
+a teacher's, is otherwise found only when the model is built, after the labelling).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from ..inference.weights import WeightsError
+from ..model import build_encoder
 from .config import Config, ConfigError
+from .tasks.encoder_files import load_into, read_encoder_file
 
 TEACHER = "teacher"  # the extra_train_sets kind of a teacher-labelled recording
 
@@ -43,3 +47,17 @@ def check_recipe_files(config: Config) -> None:
         relative = any(not Path(p).expanduser().is_absolute() for _, p in recipe_files(config))
         where = f" (relative paths are read from the working directory, {os.getcwd()})" if relative else ""
         raise ConfigError(f"not found: {'; '.join(missing)}{where}")
+    check_encoder_file(config)
+
+
+def check_encoder_file(config: Config) -> None:
+    """Read ``model.encoder_weights`` and fit it to ``model.backbone``'s encoder, as building the
+    model will (a second or two for a ``.tflite``, which is converted); WeightsError naming the
+    recipe key and the file when it is not such an encoder."""
+    path, backbone = config["model"]["encoder_weights"], config["model"]["backbone"]
+    if not path:
+        return
+    try:
+        load_into(build_encoder(backbone), read_encoder_file(path), backbone, str(path))
+    except WeightsError as error:
+        raise WeightsError(f"model.encoder_weights: {error}") from None

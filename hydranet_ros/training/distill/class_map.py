@@ -26,13 +26,14 @@ class ClassMapError(ValueError):
     """A class map naming a class that one side does not have; the message says which."""
 
 
-def label_set(classes: str | Sequence[str] | None) -> tuple[str, ...] | None:
-    """The class names of a named set or a given list; None stays None (ids only)."""
+def label_set(classes: str | Sequence[str] | None, what: str = "class map") -> tuple[str, ...] | None:
+    """The class names of a named set or a given list; None stays None (ids only).
+    ClassMapError starting with ``what`` (e.g. the teacher file) for an unknown set name."""
     if classes is None or (not isinstance(classes, str) and not classes):
         return None
     if isinstance(classes, str):
         if classes not in LABEL_SETS:
-            raise ClassMapError(f"unknown label set {classes!r}; name one of {', '.join(LABEL_SETS)} "
+            raise ClassMapError(f"{what}: unknown label set {classes!r}; name one of {', '.join(LABEL_SETS)} "
                                 "or give the class names as a list")
         return LABEL_SETS[classes]
     return tuple(str(c) for c in classes)
@@ -48,7 +49,7 @@ def class_lut(class_map: Mapping[Any, str] | None, their_classes: str | Sequence
 
     ``their_count`` (e.g. a teacher's score channels) is checked against the set's size.
     Raises ClassMapError naming any class that does not exist on its side."""
-    names = label_set(their_classes)
+    names = label_set(their_classes, what)
     if names is not None and their_count is not None and len(names) != their_count:
         raise ClassMapError(f"{what}: the label set has {len(names)} classes but the network outputs {their_count}")
     if class_map is None:
