@@ -35,6 +35,7 @@ from launch import LaunchDescription
 
 PACKAGE = "hydranet_ros"
 TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
 
 
 def camera_names(text: str) -> list[str]:
@@ -66,6 +67,16 @@ def dds_environment(profile: str, environment: dict) -> dict:
             environment.get("FASTDDS_DEFAULT_PROFILES_FILE"):
         return {}
     return {"FASTRTPS_DEFAULT_PROFILES_FILE": profile, "FASTDDS_DEFAULT_PROFILES_FILE": profile}
+
+
+def points_switch(argument: str, rviz: bool) -> bool | None:
+    """publish_points for the node: the user's argument when given, else on for RViz (its
+    PointCloud2 display would stay empty), else None (the params file decides)."""
+    if not argument:
+        return True if rviz else None
+    if argument.lower() not in TRUE_WORDS + FALSE_WORDS:
+        raise ValueError(f"publish_points:={argument!r}: expected true or false (or empty)")
+    return argument.lower() in TRUE_WORDS
 
 
 def _arguments() -> list:
@@ -107,7 +118,11 @@ def _arguments() -> list:
                               description="Use /clock (true when replaying a bag)"),
         DeclareLaunchArgument("rviz", default_value="false",
                               description="Open RViz with config/hydranet.rviz (also turns on the "
-                                          "node's depth/colorized and segmentation/colorized)"),
+                                          "node's depth/colorized and segmentation/colorized, and "
+                                          "points unless publish_points is given)"),
+        DeclareLaunchArgument("publish_points", default_value="",
+                              description="true or false: publish the labelled point cloud; empty = on "
+                                          "with rviz:=true (its PointCloud2 display), else as in params_file"),
         DeclareLaunchArgument("rviz_config",
                               default_value=PathJoinSubstitution([share, "config", "hydranet.rviz"]),
                               description="RViz configuration"),
@@ -148,6 +163,9 @@ def _launch_setup(context, *args, **kwargs) -> list:
             overrides[name] = value(name)
     if rviz:
         overrides.update(publish_depth_colour=True, publish_segm_colour=True)
+    points = points_switch(value("publish_points"), rviz)
+    if points is not None:
+        overrides["publish_points"] = points
 
     node = Node(
         package=PACKAGE, executable="hydranet_node", name="hydranet_node", namespace=namespace,

@@ -47,9 +47,11 @@ else:
     LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
+# the README's test command without a sourced ROS 2 (test_install checks they agree)
+ROS_WHEELS_INSTALL = "python3 -m pip install -e '.[torch,test,ros]'"
 ROS_SKIP = pytest.mark.skipif(
     rclpy is None, reason=f"rclpy cannot be imported ({MISSING}): source ROS 2 (/opt/ros/<distro>/setup.bash) "
-                          "or, on Linux x86_64, install the pip ROS 2 wheels: pip install -e '.[test,ros]'")
+                          f"or, on Linux x86_64, install the pip ROS 2 wheels: {ROS_WHEELS_INSTALL}")
 
 WIDTH, HEIGHT = 64, 48
 TIMEOUT_S = 30.0

@@ -2,9 +2,14 @@
 asked for only where they exist and only where no ROS 2 is sourced."""
 from __future__ import annotations
 
+import importlib
+import os
+import platform
 import re
 import runpy
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,12 +58,46 @@ def test_the_ros_wheels_only_where_they_exist(setup_kwargs):
     assert setup_kwargs["extras_require"]["system-ros"] == []
 
 
-@pytest.mark.parametrize("ros_distro, extras", [(None, "torch,test,ros"), ("jazzy", "torch,test,system-ros")])
-def test_the_test_command_leaves_a_sourced_ros_alone(setup_kwargs, ros_distro, extras):
+def _test_install_arguments(ros_distro: str | None) -> list[str]:
+    """What the README's test command hands to pip install, with ROS_DISTRO set or not."""
     _, test = _commands()
     install = test.split("&&")[0].replace("python3 -m pip install", "printf '%s\\n'")
     env = {"PATH": "/usr/bin:/bin"} | ({"ROS_DISTRO": ros_distro} if ros_distro else {})
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", install], capture_output=True, text=True, env=env,
                           check=True)
-    assert done.stdout.split() == ["-e", f".[{extras}]"]
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize("ros_distro, extras", [(None, "torch,test,ros"), ("jazzy", "torch,test,system-ros")])
+def test_the_test_command_leaves_a_sourced_ros_alone(setup_kwargs, ros_distro, extras):
+    assert _test_install_arguments(ros_distro) == ["-e", f".[{extras}]"]
     assert set(extras.split(",")) <= set(setup_kwargs["extras_require"])
+
+
+def test_the_node_tests_skip_message_gives_the_readme_command():
+    from node_harness import ROS_SKIP, ROS_WHEELS_INSTALL
+
+    assert shlex.split(ROS_WHEELS_INSTALL)[:4] == ["python3", "-m", "pip", "install"]
+    assert shlex.split(ROS_WHEELS_INSTALL)[4:] == _test_install_arguments(None)
+    assert ROS_WHEELS_INSTALL in ROS_SKIP.kwargs["reason"]
+
+
+# where the ros extra installs the wheels; elsewhere rclpy comes from a sourced ROS 2, or the node tests skip
+ON_ROS_WHEEL_PLATFORMS = (sys.platform == "linux" and platform.machine() == "x86_64"
+                          and platform.python_implementation() == "CPython" and sys.version_info < (3, 14))
+ROS_MODULES = ("rclpy", "sensor_msgs.msg", "std_msgs.msg", "std_srvs.srv", "diagnostic_msgs.msg")
+
+
+@pytest.mark.skipif(not ON_ROS_WHEEL_PLATFORMS, reason="the pip ROS 2 wheels exist for Linux x86_64, CPython < 3.14 only")
+@pytest.mark.skipif(bool(os.environ.get("ROS_DISTRO")), reason="ROS 2 is sourced: its own rclpy is used")
+@pytest.mark.parametrize("module", ROS_MODULES)
+def test_rclpy_imports_where_the_ros_wheels_exist(module):
+    """Else every node test would skip and CI would pass without running the node."""
+    from node_harness import ROS_WHEELS_INSTALL
+
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        pytest.fail(f"{module} cannot be imported ({error}) on Linux x86_64 without a sourced ROS 2, so the "
+                    f"node tests would all skip: the README's test command installs the pip ROS 2 wheels "
+                    f"({ROS_WHEELS_INSTALL})")

@@ -91,7 +91,7 @@ def test_parameter_overrides_in_launch_name_real_parameters():
                 and isinstance(node.targets[0].slice, ast.Constant):
             names.add(node.targets[0].slice.value)
     assert names == {"use_sim_time", "autostart", "weights", "device", "input_transport", "publish_depth_colour",
-                     "publish_segm_colour", "cameras"}
+                     "publish_segm_colour", "publish_points", "cameras"}
     assert names - {"use_sim_time"} <= set(PARAMS_BY_NAME)   # use_sim_time is rclpy's own
 
 
@@ -139,6 +139,20 @@ def test_each_camera_is_remapped_onto_its_own_topics():
                                                    "depth/image") == "/left/color/depth/image"
     assert named["left/points"] == "/left/color/points"
     assert len(named) == 3 + len(_function(HYDRANET_LAUNCH, "OUTPUT_TOPICS"))
+
+
+@pytest.mark.parametrize("argument, rviz, switch", [
+    ("", True, True),          # RViz's PointCloud2 display needs the cloud
+    ("", False, None),         # the params file decides
+    ("false", True, False), ("true", False, True), ("On", False, True), ("0", True, False),
+])
+def test_rviz_turns_the_points_on_unless_the_user_chose(argument, rviz, switch):
+    assert _function(HYDRANET_LAUNCH, "points_switch")(argument, rviz) is switch
+
+
+def test_a_misspelt_publish_points_argument_is_refused():
+    with pytest.raises(ValueError, match="publish_points:='ture'"):
+        _function(HYDRANET_LAUNCH, "points_switch")("ture", True)
 
 
 def test_the_dds_profile_is_applied_unless_the_user_chose_one():
@@ -229,14 +243,7 @@ def test_hydranet_launch_builds_the_nodes(rviz, count):
     module = _load(HYDRANET_LAUNCH)
     from launch_ros.actions import Node
 
-    from launch import LaunchContext
-
-    context = LaunchContext()
-    context.launch_configurations.update({
-        "image_topic": "/cam/image_raw", "camera_info_topic": "", "input_transport": "", "weights": "",
-        "device": "cpu", "params_file": str(ROOT / "config" / "hydranet.yaml"), "namespace": "",
-        "use_sim_time": "true", "rviz": rviz, "rviz_config": str(RVIZ), "log_level": "info",
-        "autostart": "false", "dds_profile": ""})
+    context = _context(use_sim_time="true", rviz=rviz, autostart="false")
     actions = module._launch_setup(context)
     assert len(actions) == count and all(isinstance(a, Node) for a in actions)
     # what each Node is made with: outputs next to the camera (the node and RViz in /cam),
@@ -247,6 +254,10 @@ def test_hydranet_launch_builds_the_nodes(rviz, count):
     assert [kwargs["namespace"] for kwargs in made] == ["/cam"] * count
     assert made[0]["parameters"][1]["autostart"] is False and made[0]["additional_env"] == {}
     assert "cameras" not in made[0]["parameters"][1]
+    # with RViz the node publishes what its displays show, the cloud included
+    shown = {"publish_depth_colour", "publish_segm_colour", "publish_points"}
+    overrides = made[0]["parameters"][1]
+    assert all(overrides[name] is True for name in shown) if rviz == "true" else not shown & set(overrides)
 
 
 def _context(**values):
@@ -257,7 +268,8 @@ def _context(**values):
         "image_topic": "/cam/image_raw", "camera_info_topic": "", "input_transport": "", "weights": "",
         "device": "cpu", "params_file": str(ROOT / "config" / "hydranet.yaml"), "namespace": "",
         "use_sim_time": "false", "rviz": "true", "rviz_config": str(RVIZ), "log_level": "info",
-        "autostart": "true", "dds_profile": "", "cameras": "", "fixed_frame": "", **values})
+        "autostart": "true", "dds_profile": "", "cameras": "", "fixed_frame": "", "publish_points": "",
+        **values})
     return context
 
 
@@ -285,3 +297,12 @@ def test_rviz_fixed_frame_argument():
     made.clear()
     module._launch_setup(_context())
     assert "-f" not in made[1]["arguments"]
+
+
+def test_rviz_with_the_points_switched_off():
+    module = _load(HYDRANET_LAUNCH)
+    made = []
+    module.Node = lambda **kwargs: made.append(kwargs) or kwargs
+    module._launch_setup(_context(publish_points="false"))
+    overrides = made[0]["parameters"][1]
+    assert overrides["publish_points"] is False and overrides["publish_depth_colour"] is True

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from node_harness import (ALL_OUTPUTS, HEIGHT, ROS_SKIP, WIDTH, as_array, harness_factory,  # noqa: F401
-                          latched_classes, module_weights, rclpy, reference, rgb_frame)
+from node_harness import (ALL_OUTPUTS, HEIGHT, ROS_SKIP, WIDTH, as_array, check_outputs,  # noqa: F401
+                          harness_factory, latched_classes, module_weights, rclpy, reference, rgb_frame)
 
 if rclpy is not None:
     from rcl_interfaces.msg import ParameterType
@@ -56,28 +56,59 @@ def test_a_live_display_parameter_changes_the_next_output(harness_factory, refer
     np.testing.assert_array_equal(got, after)
 
 
-def test_live_output_switches(harness_factory):
-    harness = harness_factory(subscribe=("depth", "overlay", "segm_colour"), publish_segm_colour=False)
-    assert "segm_colour" not in harness.node.running.first.image_pubs   # off: not even advertised
-    assert harness.set_param("publish_overlay", False).successful
-    assert harness.set_param("publish_segm_colour", True).successful
-    camera = harness.node.running.first
-    assert harness.spin_until(lambda: camera.image_pubs["segm_colour"].get_subscription_count() > 0)
+K = [50.0, 0, 32, 0, 50, 24, 0, 0, 1]
+
+
+def _publisher_of(camera: Any, output: str) -> Any:
+    return camera.points_pub if output == "points" else camera.image_pubs.get(output)
+
+
+def _frame_without(harness: Any, output: str) -> None:
+    """The next frame gets its depth image but not ``output``."""
     stamp, _, _ = harness.publish_frame()
-    harness.outputs_for(stamp, ("depth", "segm_colour"))
-    harness.spin_for(0.5)
-    assert stamp not in harness.stamps_of("overlay")
+    harness.outputs_for(stamp, ("depth",))
+    harness.spin_for(0.5)     # the output would have gone out with the depth image
+    assert stamp not in harness.stamps_of(output), f"{output} was published while switched off"
+
+
+@pytest.mark.parametrize("output", ["labels", "depth_colour", "points", "overlay", "segm_colour"])
+def test_a_live_output_switch_turns_its_output_on_and_off(harness_factory, reference, output):
+    switch = f"publish_{output}"
+    harness = harness_factory(subscribe=("depth", output), **{switch: False})
+    camera = harness.node.running.first
+    assert _publisher_of(camera, output) is None                       # off: not even advertised
+    _frame_without(harness, output)
+
+    assert harness.set_param(switch, True).successful
+    assert harness.spin_until(lambda: _publisher_of(camera, output) is not None
+                              and _publisher_of(camera, output).get_subscription_count() > 0)
+    if output == "points":      # back-projected through the latest camera_info
+        harness.info_pub.publish(CameraInfo(width=WIDTH, height=HEIGHT, k=K))
+        assert harness.spin_until(lambda: camera.camera_info is not None)
+    stamp, sent, rgb = harness.publish_frame()
+    got = harness.outputs_for(stamp, ("depth", output))
+    if output == "points":
+        cloud = got["points"]
+        assert cloud.header == sent.header and cloud.width * cloud.height > 0
+        assert [field.name for field in cloud.fields] == ["x", "y", "z", "rgb", "label"]
+    else:
+        check_outputs({output: got[output]}, sent, rgb, reference)
+
+    assert harness.set_param(switch, False).successful
+    _frame_without(harness, output)
+
+
+def test_live_output_switches(harness_factory):
+    harness = harness_factory(subscribe=("depth",))
+    camera = harness.node.running.first
 
     # camera info: switched off, the next frame has a depth image but no depth/camera_info
-    harness.info_pub.publish(CameraInfo(width=WIDTH, height=HEIGHT, k=[50.0, 0, 32, 0, 50, 24, 0, 0, 1]))
+    harness.info_pub.publish(CameraInfo(width=WIDTH, height=HEIGHT, k=K))
     assert harness.spin_until(lambda: camera.camera_info is not None)
     stamp, _, _ = harness.publish_frame()
     harness.outputs_for(stamp, ("depth", "camera_info"))
     assert harness.set_param("publish_depth_camera_info", False).successful
-    stamp, _, _ = harness.publish_frame()
-    harness.outputs_for(stamp, ("depth",))
-    harness.spin_for(0.5)
-    assert stamp not in harness.stamps_of("camera_info")
+    _frame_without(harness, "camera_info")
 
     # the latched classes go with their switch and come back with it
     assert harness.set_param("publish_label_info", False).successful

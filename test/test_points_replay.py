@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from replay_helpers import FRAME_ID, HEIGHT, START_NS, WIDTH, K, make_images, read_bag, write_camera_bag
 
+from hydranet_ros.inference.points import DEFAULT_STRIDE
 from hydranet_ros.inference.predictor import load_predictor
 from hydranet_ros.messages.image import image_to_array
 from hydranet_ros.messages.point_cloud import cloud_array
@@ -60,6 +62,40 @@ def test_organized_cloud_with_class_colours_follows_the_depth_image_and_k(tmp_pa
     assert report["frames_with_points"] == 2 and report["frames_without_points"] == 0
     assert report["exclude_ids"] == [0] and report["organized"] is True
     assert "points: /camera/points: 2 frames with points" in stdout
+
+
+KITTI_BAG = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kitti91_jpeg_db3"
+KITTI_FRAMES = 2
+
+
+@pytest.mark.skipif(not KITTI_BAG.is_dir(), reason=f"the shared KITTI bag {KITTI_BAG} is absent")
+def test_the_kitti_bag_gets_a_cloud_per_frame_from_its_camera_info(tmp_path, capsys):
+    """A real camera: 1242x375 JPEG frames with their CameraInfo, the shipped weights, the default stride."""
+    out = tmp_path / "out"
+    code, stdout, stderr = run(capsys, KITTI_BAG, "-o", out, "--outputs", "depth,points",
+                               "--max-frames", KITTI_FRAMES)
+    assert code == 0, stderr
+    source = read_bag(KITTI_BAG)
+    frames = [header_of(msg) for _, msg in source["/camera/image_raw/compressed"][:KITTI_FRAMES]]
+    infos = {header_of(msg).stamp_ns: msg for _, msg in source["/camera/camera_info"]}
+    bag = read_bag(out)
+    clouds, depths = bag["/camera/points"], bag["/camera/depth/image"]
+    assert len(clouds) == len(depths) == KITTI_FRAMES
+    for header, (_, msg), (_, depth_msg) in zip(frames, clouds, depths):
+        assert header_of(msg) == header_of(depth_msg) == header        # the frame's stamp and optical frame
+        assert [field.name for field in msg.fields] == ["x", "y", "z", "rgb", "label"]
+        info = infos[header.stamp_ns]
+        fx, cx, fy, cy = info.k[0], info.k[2], info.k[4], info.k[5]
+        depth = image_to_array(depth_msg)[::DEFAULT_STRIDE, ::DEFAULT_STRIDE]
+        rows, cols = np.mgrid[0:info.height:DEFAULT_STRIDE, 0:info.width:DEFAULT_STRIDE]
+        kept = np.isfinite(depth) & (depth > 0)         # dense: only the pixels with a depth, in raster order
+        cloud = cloud_array(msg).reshape(-1)
+        assert (msg.height, msg.width) == (1, kept.sum()) and 20_000 < kept.sum() <= depth.size
+        np.testing.assert_array_equal(cloud["z"], depth[kept])          # z is the depth image at its pixel
+        np.testing.assert_allclose(cloud["x"], ((cols - cx) * depth / fx)[kept], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(cloud["y"], ((rows - cy) * depth / fy)[kept], rtol=1e-5, atol=1e-5)
+        assert np.unique(cloud["label"]).size > 1                       # a street has more than one class
+    assert f"points: /camera/points: {KITTI_FRAMES} frames with points" in stdout
 
 
 def test_bad_camera_info_costs_only_that_frames_points(tmp_path, capsys, weights_file):
