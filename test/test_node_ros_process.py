@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from node_harness import ROS_SKIP, module_weights, rclpy  # noqa: F401
@@ -73,6 +74,30 @@ def test_a_signal_during_the_warm_up_ends_the_node_cleanly(module_weights, signu
     assert time.monotonic() - sent < 10.0, out.text
     assert "warmed up" not in out.text, "the signal came after the warm-up; the test proves nothing"
     assert "Traceback" not in out.text and "terminate called" not in out.text, out.text
+
+
+def _loading_torch(pid: int) -> bool:
+    """Has the process begun importing torch (its shared library is mapped)?"""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="watches the start-up through /proc")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_node_imports_torch_ends_it_cleanly(signum):
+    # the first seconds go to importing torch; the handler must be in place before that
+    proc = _run_node("-p", "device:=cpu", "-r", f"__ns:=/hydranet_start_{os.getpid()}")
+    out = Output(proc)
+    deadline = time.monotonic() + 60
+    while not _loading_torch(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None and _loading_torch(proc.pid), out.text
+    proc.send_signal(signum)
+    assert proc.wait(timeout=60) == 0, out.text
+    assert "Traceback" not in out.text and "KeyboardInterrupt" not in out.text, out.text
+    assert "configured" not in out.text, "the signal came after the start-up; the test proves nothing"
 
 
 def test_ctrl_c_while_running_and_warnings_in_the_ros_log(module_weights):

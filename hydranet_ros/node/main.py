@@ -17,9 +17,8 @@ import sys
 import threading
 from typing import Sequence
 
-from .parameter_docs import format_usage
-from .parameters import NODE_NAME
-
+# nothing of the package is imported at module level: its imports load torch (seconds on a
+# small CPU), and a signal then must already find main()'s handler in place
 # longest a signal waits to be noticed by the main loop
 SPIN_S = 0.2
 
@@ -33,15 +32,18 @@ def _wants_help(argv: Sequence[str]) -> bool:
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``hydranet_node``; ``args`` as for ``rclpy.init`` (default ``sys.argv``)."""
-    argv = list(sys.argv if args is None else args)
-    if _wants_help(argv):
-        print(format_usage())
-        return 0
-    # before the slow imports (rclpy, the model): a signal at any moment ends the node cleanly
+    # before the slow imports (torch, rclpy, the model): a signal at any moment ends the node cleanly
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        argv = list(sys.argv if args is None else args)
+        if _wants_help(argv):
+            from .parameter_docs import format_usage
+
+            print(format_usage())
+            return 0
         from . import node as node_module
+        from .parameters import NODE_NAME
 
         if node_module.ROS_IMPORT_ERROR is not None:
             print(f"{NODE_NAME}: ROS 2 is not available ({node_module.ROS_IMPORT_ERROR}); source your ROS 2 "
