@@ -94,4 +94,5 @@ def test_odd_checkpoints_get_a_message_not_a_traceback(tmp_path: Path, capsys, s
     assert main([str(src), str(tmp_path / "o.safetensors"), "--dataset", "kitti"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("hydranet_convert: ") and message in err and "Traceback" not in err
+    assert str(src) in err, "the message names the checkpoint"
     assert not (tmp_path / "o.safetensors").exists()

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from hydranet_ros.model import HydraNet
-from hydranet_ros.model.reference_checkpoint import convert_reference_state_dict, load_reference_state_dict
+from hydranet_ros.model.reference_checkpoint import convert_reference_state_dict, read_reference_checkpoint
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 needs_reference = pytest.mark.skipif(
@@ -167,7 +167,7 @@ def test_kitti6_checkpoint_reproduces_reference_outputs() -> None:
     from hydranet_ros.inference.frame_network import normalise
     from hydranet_ros.model.presets import IMAGENET_MEAN, IMAGENET_STD
 
-    state, config = convert_reference_state_dict(load_reference_state_dict(REFERENCE / "kitti6.ckpt"))
+    state, config = read_reference_checkpoint(REFERENCE / "kitti6.ckpt")
     model = HydraNet(config).eval()
     model.load_state_dict(state)
     rgb = cv2.cvtColor(cv2.imread(str(REFERENCE / "kitti6_input.png")), cv2.COLOR_BGR2RGB)

@@ -97,6 +97,12 @@ class ModelCard:
             values = getattr(self, name)
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
                 raise WeightsError(f"invalid model card: {name} must hold finite numbers, got {list(values)}")
+        for name in ("output_stride", "ignore_index"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise WeightsError(f"invalid model card: {name} must be an integer, got {value!r}")
+        if self.output_stride < 1:
+            problems.append(f"output_stride must be at least 1, got {self.output_stride}")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
             problems.append("mean and std need three values, std > 0")
         if self.depth_activation not in DEPTH_ACTIVATIONS:

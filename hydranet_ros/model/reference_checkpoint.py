@@ -82,3 +82,13 @@ def convert_reference_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[s
         raise ValueError(f"reference state dict has {len(unmapped)} keys with no counterpart, "
                          f"e.g. {unmapped[:5]}")
     return converted, config
+
+
+def read_reference_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
+    """A reference ``.ckpt`` converted to our key names, and its model config; every
+    ValueError names the file (the conversion's own messages name only the key)."""
+    state = load_reference_state_dict(path)
+    try:
+        return convert_reference_state_dict(state)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..inference.weights import ModelCard, WeightsError, load_state_dict_strict, save_weights
 from ..model import HydraNet
 from ..model.presets import PRESETS, get_preset
-from ..model.reference_checkpoint import convert_reference_state_dict, load_reference_state_dict
+from ..model.reference_checkpoint import read_reference_checkpoint
 
 REFERENCE_REPO = "https://github.com/DrSleep/multi-task-refinenet"
 REFERENCE_LICENCE = "authors' weights: non-commercial use only (see the reference repository's licence)"
@@ -18,7 +18,7 @@ REFERENCE_LICENCE = "authors' weights: non-commercial use only (see the referenc
 
 def convert(src: Path, dst: Path, dataset: str) -> ModelCard:
     preset = get_preset(dataset)
-    state, config = convert_reference_state_dict(load_reference_state_dict(src))
+    state, config = read_reference_checkpoint(src)
     if config.num_classes != len(preset.class_names):
         raise WeightsError(f"{src}: checkpoint has {config.num_classes} classes but dataset {dataset!r} "
                            f"has {len(preset.class_names)}; pick the matching --dataset")

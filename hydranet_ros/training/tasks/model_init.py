@@ -13,7 +13,7 @@ from torch import nn
 
 from ...inference.weights import DEPTH_SEGMENTATION, WeightsError, load_weights
 from ...model import build_encoder
-from ...model.reference_checkpoint import convert_reference_state_dict, load_reference_state_dict
+from ...model.reference_checkpoint import read_reference_checkpoint
 from ..config import Config
 from ..tasks import PROG, TrainingError
 from .encoder_files import imagenet_file, load_into, read_encoder_file, torchvision_imagenet
@@ -32,7 +32,7 @@ def init_model(config: Config, build: Callable[[nn.Module | None], M], task: str
             raise TrainingError(f"init.reference_checkpoint holds depth + segmentation weights; a {task} recipe "
                                 "starts from init.weights (a file of its own task) or init.imagenet")
         source = str(init["reference_checkpoint"])
-        tensors, _ = convert_reference_state_dict(load_reference_state_dict(source))
+        tensors, _ = read_reference_checkpoint(source)
     elif init["weights"]:
         source = str(init["weights"])
         tensors = load_weights(source, task=task)[0].state_dict()
