@@ -127,3 +127,11 @@ def test_topic_names():
     assert topics.topic_in("/", "camera_info") == "/camera_info"
     assert topics.input_topic("raw") == "image" and topics.input_topic("compressed") == "image/compressed"
     assert len({spec.topic for spec in topics.OUTPUT_SPECS}) == len(topics.OUTPUT_SPECS)
+
+
+def test_output_specs_are_the_predictors_image_outputs():
+    # one table cannot feed the other: inference and messages may not import each other
+    # (test_architecture), so the two lists of names are held equal here, order included
+    from hydranet_ros.inference.predictor import OUTPUTS
+
+    assert tuple(spec.name for spec in topics.OUTPUT_SPECS) == OUTPUTS

@@ -196,7 +196,7 @@ def test_auto_reliability_follows_the_publishers():
 
 def test_qos_choices():
     default = qos.subscription_qos(params.load_config({}))
-    assert default == qos.QosChoice(reliability="best_effort", depth=1, durability="volatile", history="keep_last")
+    assert default == qos.QosChoice(reliability="best_effort", depth=1, durability="volatile")
     assert qos.subscription_qos(params.load_config({}), ["reliable"]).reliability == "reliable"
     assert qos.subscription_qos(params.load_config({"qos_reliability": "reliable", "qos_depth": 5})) == \
         qos.QosChoice(reliability="reliable", depth=5)

@@ -22,10 +22,11 @@ RELIABLE, BEST_EFFORT = "reliable", "best_effort"
 
 @dataclass(frozen=True)
 class QosChoice:
+    """Every profile keeps the last ``depth`` messages: none of them may queue without bound."""
+
     reliability: str   # "best_effort" | "reliable"
     depth: int
     durability: str = "volatile"   # "volatile" | "transient_local"
-    history: str = "keep_last"
 
 
 def choose_reliability(requested: str, offered: Iterable[str]) -> str:

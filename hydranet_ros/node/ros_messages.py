@@ -7,9 +7,9 @@ from typing import Any, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 
-from ..messages.label_info import label_entries, label_info_json
+from ..messages.label_info import label_entries, label_info_json, label_info_message
 from .health import Health
 from .qos import BEST_EFFORT, RELIABLE, QosChoice
 
@@ -26,9 +26,8 @@ LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": Dia
 def qos_profile(choice: QosChoice) -> QoSProfile:
     reliability = {BEST_EFFORT: ReliabilityPolicy.BEST_EFFORT, RELIABLE: ReliabilityPolicy.RELIABLE}
     durability = {"volatile": DurabilityPolicy.VOLATILE, "transient_local": DurabilityPolicy.TRANSIENT_LOCAL}
-    history = {"keep_last": HistoryPolicy.KEEP_LAST, "keep_all": HistoryPolicy.KEEP_ALL}
     return QoSProfile(depth=choice.depth, reliability=reliability[choice.reliability],
-                      durability=durability[choice.durability], history=history[choice.history])
+                      durability=durability[choice.durability], history=HistoryPolicy.KEEP_LAST)
 
 
 def reliability_name(policy: Any) -> str:
@@ -40,10 +39,7 @@ def label_info_msg(card: Any, stamp: Any) -> Any:
     entries = label_entries(card.class_names, card.palette)
     if LabelInfo is None:
         return String(data=label_info_json(entries))
-    msg = LabelInfo(class_map=[VisionClass(class_id=e.class_id, class_name=e.name) for e in entries],
-                    threshold=0.0)   # labels are an argmax; no confidence threshold is applied
-    msg.header.stamp = stamp
-    return msg
+    return label_info_message(LabelInfo, VisionClass, Header(stamp=stamp), entries)
 
 
 def diagnostic_status(name: str, health: Health, hardware_id: str,
