@@ -160,14 +160,14 @@ def test_cpu_transfer_copies_nothing() -> None:
     frame = np.frombuffer(bytes(IMAGE.tobytes()), dtype=np.uint8).reshape(IMAGE.shape)
     assert not frame.flags.writeable
     with warnings.catch_warnings(record=True) as caught:
-        uploaded = transfer.upload(frame)
+        uploaded = transfer.upload([frame])
     assert uploaded.shape == (1, *IMAGE.shape) and uploaded.data_ptr() == frame.ctypes.data
     result = torch.arange(6, dtype=torch.uint8).view(2, 3)
     host = transfer.download({"a": result})
     assert host["a"].tolist() == [[0, 1, 2], [3, 4, 5]] and host["a"].ctypes.data == result.data_ptr()
     assert sum(transfer.counter.values()) == 0
     assert not [w for w in caught if "not writable" in str(w.message)]
-    flipped = transfer.upload(IMAGE[:, ::-1])  # negative strides: torch needs one copy
+    flipped = transfer.upload([IMAGE[:, ::-1]])  # negative strides: torch needs one copy
     assert torch.equal(flipped[0], torch.from_numpy(IMAGE[:, ::-1].copy()))
     assert transfer.counter["host"] == IMAGE.nbytes
 

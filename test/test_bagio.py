@@ -16,27 +16,30 @@ from hydranet_ros.offline.bagio import (
     BagWriter,
     bag_storage,
     camera_info_message,
+    compressed_message,
     find_camera_info_topic,
     find_image_topic,
     image_message,
     is_bag,
     make_header,
-    message_to_rgb,
+    message_to_frame,
     open_bag,
     ros2_typestore,
     typestore_types,
 )
 
 
-@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8", "png"])
-def test_camera_messages_round_trip_to_rgb(encoding):
+@pytest.mark.parametrize("encoding, channels", [("rgb8", "rgb"), ("bgr8", "bgr"), ("mono8", "mono"),
+                                                ("png", "bgr")])
+def test_camera_messages_round_trip_in_their_own_channel_order(encoding, channels):
     ts = ros2_typestore()
     image = make_images(1)[0]
     msg = camera_message(ts, image, encoding, Header(START_NS + 5, FRAME_ID))
     back = ts.deserialize_cdr(ts.serialize_cdr(msg, msg.__msgtype__), msg.__msgtype__)
-    rgb = message_to_rgb(back, msg.__msgtype__)
+    frame = message_to_frame(back, msg.__msgtype__)
+    assert frame.channels == channels
     expected = np.repeat(image[:, :, 1:2], 3, axis=2) if encoding == "mono8" else image
-    np.testing.assert_array_equal(rgb, expected)
+    np.testing.assert_array_equal(frame.to_rgb(), expected)
     assert header_of(back) == Header(START_NS + 5, FRAME_ID)
 
 
@@ -55,7 +58,28 @@ def test_unsupported_encoding_is_named():
     msg = image_message(ts, np.zeros((4, 4), np.uint8), "mono8", Header(0, ""))
     msg.encoding = "nv21"
     with pytest.raises(ImageDecodeError, match="unsupported encoding 'nv21'"):
-        message_to_rgb(msg, IMAGE_TYPE)
+        message_to_frame(msg, IMAGE_TYPE)
+
+
+def test_the_pixel_limit_and_non_image_types_are_bad_frames():
+    ts = ros2_typestore()
+    msg = image_message(ts, make_images(1)[0], "rgb8", Header(0, ""))
+    assert message_to_frame(msg, IMAGE_TYPE, WIDTH * HEIGHT).size == (WIDTH, HEIGHT)
+    with pytest.raises(ImageDecodeError, match=f"{WIDTH}x{HEIGHT} exceeds the limit of {WIDTH * HEIGHT - 1}"):
+        message_to_frame(msg, IMAGE_TYPE, WIDTH * HEIGHT - 1)
+    with pytest.raises(ImageDecodeError, match="sensor_msgs/msg/CameraInfo is not an image message"):
+        message_to_frame(msg, CAMERA_INFO_TYPE)
+
+
+@pytest.mark.parametrize("channels", ["rgb", "bgr"])
+def test_compressed_messages_from_either_order_decode_to_the_same_image(channels):
+    ts = ros2_typestore()
+    image = make_images(1)[0]
+    pixels = image if channels == "rgb" else np.ascontiguousarray(image[:, :, ::-1])
+    msg = compressed_message(ts, pixels, Header(0, ""), fmt="png", channels=channels)
+    np.testing.assert_array_equal(message_to_frame(msg, COMPRESSED_TYPE).to_rgb(), image)
+    with pytest.raises(ValueError, match="rgb or bgr pixels, got 'mono'"):
+        compressed_message(ts, pixels, Header(0, ""), channels="mono")
 
 
 def test_depth_camera_info_is_the_cameras_with_the_frames_header():
@@ -83,7 +107,7 @@ def test_write_and_read_bag_in_both_storages(tmp_path, storage):
     topics = read_bag(path)
     assert [header_of(m) for _, m in topics["/camera/image_raw"]] == headers
     for (_, msg), image in zip(topics["/camera/image_raw"], images):
-        np.testing.assert_array_equal(message_to_rgb(msg, IMAGE_TYPE), image)
+        np.testing.assert_array_equal(message_to_frame(msg, IMAGE_TYPE).pixels, image)
 
 
 def test_topic_discovery_errors_list_topics(tmp_path):
@@ -164,7 +188,7 @@ def test_ros1_bag_is_converted_to_ros2(tmp_path):
     topics = read_bag(out)
     image_back = topics["/camera/image_raw"][0][1]
     assert header_of(image_back) == Header(1_600_000_000_000_000_005, FRAME_ID)
-    np.testing.assert_array_equal(message_to_rgb(image_back, IMAGE_TYPE), image)
+    np.testing.assert_array_equal(message_to_frame(image_back, IMAGE_TYPE).pixels, image)
     np.testing.assert_array_equal(topics["/camera/camera_info"][0][1].k, K.reshape(-1))
     # the copies carry the distribution's own ROS 2 definitions (lower-case k, no Header.seq)
     with open_bag(out) as reader:

@@ -1,15 +1,18 @@
 """Several frames through one predictor in one pass (inference.batch): each frame's outputs
 equal what predict gives it alone, each with its own camera's points; a frame without a
-camera gets no points; frames of different sizes are refused."""
+camera gets no points; frames of different sizes are refused; a batch costs the host one
+copy of each frame, into a reused staging buffer on the staged (CUDA) path."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from hydranet_ros.common.pinhole import PinholeK
 from hydranet_ros.inference.batch import predict_frames
 from hydranet_ros.inference.points import PointsOptions
 from hydranet_ros.inference.predictor import Predictor, load_predictor
+from hydranet_ros.inference.transfer import Transfer
 
 H, W = 24, 32
 OUTPUTS = ("depth", "labels", "overlay", "points")
@@ -65,3 +68,26 @@ def test_frames_of_different_sizes_and_a_camera_count_that_does_not_fit_are_refu
     with pytest.raises(ValueError, match="1 cameras for 2 frames"):
         predict_frames(predictor, frames(2), OUTPUTS, cameras=[PinholeK(30.0, 30.0, 16.0, 12.0)])
 
+
+
+@pytest.mark.parametrize("staged", [False, True])
+def test_a_batch_costs_one_host_copy_per_frame_into_a_reused_buffer(predictor, staged):
+    """Unstaged (the CPU) the frames are stacked once; staged (the CUDA path's host side, run
+    on the CPU with a plain host buffer for the pinned one) each frame goes straight into its
+    slot of the staging buffer, reused batch after batch, and the batch goes up once."""
+    bgr = [np.ascontiguousarray(image[:, :, ::-1]) for image in frames(3)]
+    alone = [predictor.predict(image, ("depth",), "bgr") for image in bgr]
+    predictor.transfer = Transfer(torch.device("cpu"), staged=staged)
+    predict_frames(predictor, bgr, ("depth",), channels="bgr")          # sets up the buffers
+    counted, allocations = dict(predictor.transfer.counter), predictor.transfer.buffers.allocations
+    padded = np.zeros((H, W + 8, 3), np.uint8)      # a message whose rows are padded: a strided view
+    padded[:, :W] = bgr[1]
+    for _ in range(2):
+        got = predict_frames(predictor, [bgr[0], padded[:, :W], bgr[2]], ("depth",), channels="bgr")
+        for one, expected in zip(got, alone):
+            np.testing.assert_allclose(one.depth, expected.depth, rtol=1e-4, atol=1e-5)
+        del got, one
+    moved = {kind: (predictor.transfer.counter[kind] - counted.get(kind, 0)) // 2 for kind in ("host", "to_device")}
+    batch = 3 * bgr[0].nbytes
+    assert moved == {"host": batch, "to_device": batch if staged else 0}
+    assert predictor.transfer.buffers.allocations == allocations        # the staging and output buffers reused

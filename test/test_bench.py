@@ -14,6 +14,8 @@ from torch import nn
 
 from hydranet_ros.inference import backends
 from hydranet_ros.inference.predictor import Predictor
+from hydranet_ros.inference.transfer import Transfer
+from hydranet_ros.messages import image as image_msgs
 from hydranet_ros.tools.bench import main
 from hydranet_ros.tools.bench.backend_choice import compare_backends, faster_than, format_comparison
 from hydranet_ros.tools.bench.run import strip_options
@@ -217,10 +219,11 @@ def test_auto_on_the_cpu_picks_no_backend_the_benchmark_finds_slower() -> None:
     assert comparison["faster_than_auto"] == [], format_comparison(comparison)
 
 
-def test_host_copies_before_and_after_on_the_cpu(capsys: pytest.CaptureFixture) -> None:
+def test_host_copies_before_and_after_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """On the CPU there is no bus: before, the decoder's BGR->RGB pass and two message
-    copies per output; after, the same pass (in the network's preprocessing, on the
-    device, which is the host here) and one message copy per output."""
+    copies per output; after, the node's own path: the bgr8 message read in place, the
+    channel swap in the network's preprocessing (on the device, which is the host here)
+    and one message copy per output."""
     card = make_card()
     p = Predictor(make_model(card), card, device="cpu", backend="eager")
     frame = np.random.default_rng(0).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
@@ -229,5 +232,16 @@ def test_host_copies_before_and_after_on_the_cpu(capsys: pytest.CaptureFixture) 
     outputs = pixels * (4 + 1 + 3)  # depth float32, labels, overlay RGB
     assert measured["before"] == {"host": pixels * 3 + 2 * outputs, "to_device": 0, "to_host": 0,
                                   "pinned_allocations": 0}
-    assert measured["after"] == {"host": pixels * 3 + outputs, "to_device": 0, "to_host": 0, "pinned_allocations": 0}
+    steps = {"decode": 0, "predictor": 0, "channel order": pixels * 3, "messages": outputs}
+    assert measured["after"] == {"host": pixels * 3 + outputs, "to_device": 0, "to_host": 0, "pinned_allocations": 0,
+                                 "host_by_step": steps}
+    p.transfer = Transfer(torch.device("cpu"), staged=True)   # the CUDA path's host side: one staging copy
+    staged = measure_host_copies(p, frame)["after"]
+    assert (staged["host_by_step"]["predictor"], staged["to_device"], staged["to_host"]) == (pixels * 3, pixels * 3,
+                                                                                           outputs)
+    assert staged["pinned_allocations"] == 0                   # the buffers of the first frame are reused
+    # the figures come from the real path: a decoder that converted bgr8 on the host shows up
+    monkeypatch.setattr(image_msgs, "AS_ARRIVED", {})
+    assert measure_host_copies(p, frame)["after"]["host_by_step"] == {**steps, "decode": pixels * 3,
+                                                                      "predictor": pixels * 3, "channel order": 0}
     assert main(["--device", "cpu", "--host-copies", "--resolution", "64x48", "--backend", "eager", "--quiet"]) == 0

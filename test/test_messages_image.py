@@ -1,5 +1,6 @@
-"""Camera frames -> RGB through messages.image: every encoding, every bad frame, the pixel limit
-before decoding, and cv_bridge and rosbags-image giving the same pixels."""
+"""Camera frames through messages.image: every encoding, 8-bit frames passed on in place in
+their own channel order, every bad frame, the pixel limit before decoding, and cv_bridge and
+rosbags-image giving the same pixels."""
 from __future__ import annotations
 
 import array
@@ -13,7 +14,7 @@ import pytest
 
 from hydranet_ros.messages import image as image_msgs
 from hydranet_ros.messages.compressed_size import HeaderError, compressed_size
-from hydranet_ros.messages.image import ImageDecodeError, decode_input, image_fields, image_to_array
+from hydranet_ros.messages.image import DecodedFrame, ImageDecodeError, decode_frame, image_fields, image_to_array
 
 RGB = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
 
@@ -27,7 +28,12 @@ def raw_msg(pixels: np.ndarray, array_encoding: str, **overrides) -> SimpleNames
 
 
 def decode(msg) -> np.ndarray:
-    return decode_input(msg, "raw", None)
+    """The frame as RGB, whatever order it was decoded in."""
+    return decode_frame(msg, "raw", None).to_rgb()
+
+
+def compressed(data, max_pixels: int | None = None) -> DecodedFrame:
+    return decode_frame(SimpleNamespace(data=data, format="jpeg"), "compressed", max_pixels)
 
 
 # ----- every encoding ---------------------------------------------------------------
@@ -104,6 +110,39 @@ def test_padded_rows_and_array_data_decode():
     assert np.array_equal(decode(raw_msg(RGB, "rgb8", data=np.frombuffer(fields.data, np.uint8))), RGB)
 
 
+@pytest.mark.parametrize("encoding, channels, make", [
+    ("rgb8", "rgb", lambda rgb: rgb),
+    ("bgr8", "bgr", lambda rgb: rgb[:, :, ::-1]),
+    ("rgba8", "rgba", lambda rgb: np.dstack([rgb, np.full(rgb.shape[:2], 9, np.uint8)])),
+    ("bgra8", "bgra", lambda rgb: np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 9, np.uint8)])),
+    ("mono8", "mono", lambda rgb: rgb[:, :, :1]),
+    ("8UC1", "mono", lambda rgb: rgb[:, :, :1]),
+])
+@pytest.mark.parametrize("padding", [0, 16])
+def test_eight_bit_frames_are_the_messages_bytes_in_their_own_order(monkeypatch, encoding, channels, make, padding):
+    pixels = np.ascontiguousarray(make(RGB))
+    rows = pixels.reshape(48, -1)
+    padded = np.zeros((48, rows.shape[1] + padding), np.uint8)
+    padded[:, :rows.shape[1]] = rows
+    data = array.array("B", padded.tobytes())             # what rclpy hands over
+    msg = raw_msg(pixels[:, :, 0] if channels == "mono" else pixels, "mono8" if channels == "mono" else encoding,
+                  encoding=encoding, step=padded.shape[1], data=data)
+
+    def no_converter(fields):
+        raise AssertionError("an 8-bit frame went through the converter")
+
+    monkeypatch.setattr(image_msgs, "_DEFAULT", image_msgs.Converter("none", no_converter, no_converter))
+    frame = decode_frame(msg, "raw", None)
+    assert frame.channels == channels and frame.encoding == ("mono8" if channels == "mono" else encoding)
+    assert frame.pixels.shape == pixels.shape and np.array_equal(frame.pixels, pixels)
+    assert np.shares_memory(frame.pixels, np.frombuffer(data, np.uint8))   # a view: no host pass
+
+
+def test_other_encodings_are_converted_to_rgb():
+    frame = decode_frame(raw_msg(RGB.astype(np.uint16) * 257, "bgr16"), "raw", None)
+    assert frame.channels == "rgb" and np.array_equal(frame.pixels, RGB[:, :, ::-1])
+
+
 def test_ground_truth_arrays_keep_their_encoding():
     depth = np.linspace(0.5, 80, 48 * 64, dtype=np.float32).reshape(48, 64)
     assert np.array_equal(image_to_array(raw_msg(depth, "32FC1")), depth)
@@ -147,10 +186,11 @@ def test_a_conversion_the_library_refuses_is_a_bad_frame(monkeypatch):
 
 def test_frame_over_the_pixel_limit_is_bad():
     with pytest.raises(ImageDecodeError, match="exceeds the limit of 3000"):
-        decode_input(raw_msg(RGB, "rgb8"), "raw", 3000)
+        decode_frame(raw_msg(RGB, "rgb8"), "raw", 3000)
+    assert decode_frame(raw_msg(RGB, "rgb8"), "raw", 64 * 48).size == (64, 48)   # at the limit: fine
     ok, png = cv2.imencode(".png", RGB[:, :, ::-1])
     with pytest.raises(ImageDecodeError, match="exceeds the limit"):
-        decode_input(SimpleNamespace(data=png.tobytes(), format="png"), "compressed", 3000)
+        compressed(png.tobytes(), 3000)
 
 
 # ----- compressed frames ------------------------------------------------------------
@@ -171,22 +211,24 @@ def test_oversize_compressed_frame_is_dropped_before_decoding(monkeypatch):
 
     monkeypatch.setattr(cv2, "imdecode", no_decoding)
     with pytest.raises(ImageDecodeError, match="image 20000x20000 exceeds the limit of 8294400 pixels"):
-        decode_input(SimpleNamespace(data=png_header_claiming(20000, 20000), format="png"), "compressed", 8294400)
+        compressed(png_header_claiming(20000, 20000), 8294400)
 
 
-def test_compressed_frames():
+def test_compressed_frames_stay_in_opencvs_bgr():
     ok, png = cv2.imencode(".png", RGB[:, :, ::-1])
-    assert np.array_equal(decode_input(SimpleNamespace(data=png.tobytes(), format="png"), "compressed", None), RGB)
+    frame = compressed(png.tobytes())
+    assert frame.channels == "bgr" and np.array_equal(frame.pixels, RGB[:, :, ::-1])
+    assert np.array_equal(frame.to_rgb(), RGB)
     ok, jpeg = cv2.imencode(".jpg", RGB[:, :, ::-1])
-    assert decode_input(SimpleNamespace(data=jpeg.tobytes(), format="jpeg"), "compressed", None).shape == RGB.shape
+    assert compressed(jpeg.tobytes()).pixels.shape == RGB.shape
     ok, grey = cv2.imencode(".jpg", RGB[:, :, 0])
-    assert decode_input(SimpleNamespace(data=grey, format="jpeg"), "compressed", None).shape == RGB.shape
+    assert compressed(grey).pixels.shape == RGB.shape
     with pytest.raises(ImageDecodeError, match="not a JPEG or PNG"):
-        decode_input(SimpleNamespace(data=b"not a jpeg at all", format="jpeg"), "compressed", None)
+        compressed(b"not a jpeg at all")
     with pytest.raises(ImageDecodeError, match="no data"):
-        decode_input(SimpleNamespace(data=b"", format="jpeg"), "compressed", None)
+        compressed(b"")
     with pytest.raises(ImageDecodeError, match="could not be decoded"):
-        decode_input(SimpleNamespace(data=jpeg.tobytes()[:400], format="jpeg"), "compressed", None)
+        compressed(jpeg.tobytes()[:400])
 
 
 @pytest.mark.parametrize("extension, params", [(".png", []), (".jpg", []),

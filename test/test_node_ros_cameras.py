@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 from node_harness import (HEIGHT, ROS_SKIP, WIDTH, as_array, diagnostics_of, harness_factory,  # noqa: F401
-                          module_weights, rclpy, reference)
+                          image_msg, module_weights, next_stamp, rclpy, reference)
 
 if rclpy is not None:
     from sensor_msgs.msg import CameraInfo
@@ -114,3 +114,29 @@ def test_a_duplicate_or_empty_camera_name_stops_the_start(harness_factory):
         harness = harness_factory(start=False, cameras=names)
         assert not harness.node.start()
         assert "parameter 'cameras'" in harness.node.failure and reason in harness.node.failure
+
+
+def test_frames_run_together_only_in_one_channel_order_each_converted_on_the_device(harness_factory, reference):
+    # front and right send rgb8, left bgr8, all of one size: the bgr8 frame runs in a pass of its own
+    harness = harness_factory(start=False, cameras=list(CAMERAS), batch_wait_ms=5000.0)
+    cameras = start_cameras(harness)
+    images = {name: frame("front", seed) for seed, name in enumerate(CAMERAS)}
+    encodings = {"front": "rgb8", "left": "bgr8", "right": "rgb8"}
+    sent = {}
+    for name in CAMERAS:
+        pixels = images[name][:, :, ::-1] if encodings[name] == "bgr8" else images[name]
+        sent[name] = image_msg(pixels, encodings[name], next_stamp(), frame_id=f"{name}_optical")
+        cameras[name].image_pub.publish(sent[name])
+    depth = wait_for(harness, cameras, sent)
+    for name in CAMERAS:
+        expected = reference.predict(images[name], ("depth",)).depth
+        np.testing.assert_allclose(as_array(depth[name]), expected, rtol=1e-4, atol=1e-4, err_msg=name)
+    assert harness.node.running.batches.snapshot().sizes == {2: 1, 1: 1}
+
+
+def test_the_warm_up_covers_the_channel_orders_a_capturing_backend_would_capture_anew():
+    from hydranet_ros.node.frames import warmup_channels
+
+    assert warmup_channels("compressed", "cudagraph") == ("bgr",)      # a JPEG is always OpenCV's BGR
+    assert warmup_channels("raw", "cudagraph") == warmup_channels("raw", "compile") == ("rgb", "bgr")
+    assert warmup_channels("raw", "eager") == warmup_channels("raw", "onnxruntime") == ("rgb",)

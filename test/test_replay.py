@@ -13,11 +13,13 @@ from replay_helpers import HEIGHT, WIDTH, K, count_video_frames, make_images, re
 
 from hydranet_ros.inference.predictor import OUTPUTS, Predictor, load_predictor
 from hydranet_ros.common.pinhole import PinholeK
+from hydranet_ros.messages.label_info import LABEL_INFO_TYPE, VISION_CLASS_TYPE, label_entries, label_info_message
 from hydranet_ros.messages.point_cloud import cloud_array
 from hydranet_ros.messages.stamps import header_of
 from hydranet_ros.messages.topics import OUTPUT_SPECS
 from hydranet_ros.messages.image import image_to_array
-from hydranet_ros.offline.bagio import image_message, message_to_rgb
+from hydranet_ros.node.parameters import PARAMS_BY_NAME
+from hydranet_ros.offline.bagio import image_message, make_header, message_to_frame
 from hydranet_ros.offline.evaluation import Evaluation
 from hydranet_ros.offline.replay import main
 
@@ -51,8 +53,8 @@ def test_bag_replay_writes_the_nodes_topics(tmp_path, capsys, weights_file, pred
     assert code == 0, stderr
     inputs, outputs = read_bag(source), read_bag(out)
     image_topic = "/camera/image_raw/compressed" if encoding == "jpeg" else "/camera/image_raw"
-    expected_topics = {image_topic, "/camera/camera_info", "/camera/depth/camera_info", "/camera/points"} | {
-        "/camera/" + spec.topic for spec in OUTPUT_SPECS}
+    expected_topics = {image_topic, "/camera/camera_info", "/camera/depth/camera_info", "/camera/points",
+                       "/camera/segmentation/label_info"} | {"/camera/" + spec.topic for spec in OUTPUT_SPECS}
     assert set(outputs) == expected_topics
     assert (out / f"out.{'db3' if storage == 'sqlite3' else 'mcap'}").is_file()  # same storage as the input
     # the recording is copied unchanged
@@ -67,14 +69,15 @@ def test_bag_replay_writes_the_nodes_topics(tmp_path, capsys, weights_file, pred
     for (_, original), (_, depth), (_, labels), (_, overlay) in zip(
             inputs[image_topic], outputs["/camera/depth/image"], outputs["/camera/segmentation/image"],
             outputs["/camera/overlay/image"]):
-        expected = predictor.predict(message_to_rgb(original, original.__msgtype__), OUTPUTS)
+        frame = message_to_frame(original, original.__msgtype__)   # in its own order, as replay and the node take it
+        expected = predictor.predict(frame.pixels, OUTPUTS, frame.channels)
         np.testing.assert_allclose(image_to_array(depth), expected.depth, rtol=1e-6)
         np.testing.assert_array_equal(image_to_array(labels), expected.labels)
         np.testing.assert_array_equal(image_to_array(overlay), expected.overlay)
     for (_, original), (log_time, points), header in zip(inputs[image_topic], outputs["/camera/points"], headers):
         # 'all' includes the point cloud: from the bag's camera_info, default options (stride 4, dense)
-        expected = predictor.predict(message_to_rgb(original, original.__msgtype__), ["points"],
-                                     camera=PinholeK.from_k(K, WIDTH, HEIGHT))
+        frame = message_to_frame(original, original.__msgtype__)
+        expected = predictor.predict(frame.pixels, ["points"], frame.channels, camera=PinholeK.from_k(K, WIDTH, HEIGHT))
         assert header_of(points) == header and (points.height, points.width) == (1, len(expected.points))
         assert cloud_array(points)[0].tobytes() == expected.points.tobytes()
     for (_, info), header in zip(outputs["/camera/depth/camera_info"], headers):
@@ -96,7 +99,8 @@ def test_output_namespace_and_output_selection(tmp_path, capsys, weights_file):
     code, _, stderr = run(capsys, source, "--weights", weights_file, "-o", out, "--outputs", "depth,labels",
                           "--output-namespace", "/hydranet")
     assert code == 0, stderr
-    assert set(read_bag(out)) == {"/camera/image_raw", "/hydranet/depth/image", "/hydranet/segmentation/image"}
+    assert set(read_bag(out)) == {"/camera/image_raw", "/hydranet/depth/image", "/hydranet/segmentation/image",
+                                  "/hydranet/segmentation/label_info"}
 
 
 def test_evaluation_against_the_prediction_itself_is_perfect(tmp_path, capsys, weights_file, predictor):
@@ -214,6 +218,36 @@ def test_several_cameras_need_topic(tmp_path, capsys, weights_file):
     assert code == 0, stderr
 
 
+def test_output_bag_announces_the_classes_once_as_the_node_does(tmp_path, capsys, weights_file, predictor):
+    # the node latches them at start unless told not to, whatever images it publishes, so a
+    # recording of it has them before its first frame; replay logs them with the first frame
+    assert PARAMS_BY_NAME["publish_label_info"].default is True
+    source, out = tmp_path / "in", tmp_path / "out"
+    headers = write_camera_bag(source, make_images(3), topic="/front/image_raw", camera_info=False)
+    code, _, stderr = run(capsys, source, "--weights", weights_file, "-o", out, "--outputs", "depth")
+    assert code == 0, stderr
+    outputs = read_bag(out)
+    [(log_time, msg)] = outputs["/front/segmentation/label_info"]
+    assert msg.__msgtype__ == LABEL_INFO_TYPE and log_time == outputs["/front/image_raw"][0][0]
+    assert header_of(msg).stamp_ns == headers[0].stamp_ns and header_of(msg).frame_id == ""   # as the node's
+    names = list(predictor.card.class_names)
+    assert [(c.class_id, c.class_name) for c in msg.class_map] == [*enumerate(names), (255, "unlabeled")]
+    assert msg.threshold == 0.0
+
+
+def test_input_with_the_label_info_topic_needs_another_namespace(tmp_path, capsys, weights_file, predictor):
+    def label_info(bag, i, header, log_time):
+        types = bag.typestore.types
+        entries = label_entries(predictor.card.class_names, predictor.card.palette)
+        bag.write("/camera/segmentation/label_info", label_info_message(
+            types[LABEL_INFO_TYPE], types[VISION_CLASS_TYPE], make_header(bag.typestore, header), entries), log_time)
+
+    source, out = tmp_path / "in", tmp_path / "out"
+    write_camera_bag(source, make_images(1), camera_info=False, extra=label_info)
+    code, _, stderr = run(capsys, source, "--weights", weights_file, "-o", out, "--outputs", "depth")
+    assert code == 1 and "already has /camera/segmentation/label_info" in stderr, stderr
+
+
 def test_replaying_an_output_bag_finds_the_camera_again(tmp_path, capsys, weights_file):
     source, first, second = tmp_path / "in", tmp_path / "first", tmp_path / "second"
     write_camera_bag(source, make_images(1))
@@ -245,11 +279,11 @@ def test_failure_midway_leaves_no_output(tmp_path, capsys, weights_file, monkeyp
     calls = []
     original = Predictor.predict
 
-    def flaky(self, image, outputs=("depth",)):
+    def flaky(self, image, outputs=("depth",), *args, **kwargs):
         calls.append(1)
         if len(calls) == 2:  # warm-up is separate: this is the second real frame
             raise failure
-        return original(self, image, outputs)
+        return original(self, image, outputs, *args, **kwargs)
 
     monkeypatch.setattr(Predictor, "predict", flaky)
     args = [source, "--weights", weights_file, "-o", out, "--video", tmp_path / "v.mp4", "--report",
@@ -334,6 +368,8 @@ def test_demo_writes_bags_video_and_report(tmp_path, capsys, weights_file, monke
     assert len(read_bag(directory / "synthetic_street_hydranet")["/camera/depth/image"]) == 3
     report = json.loads((directory / "report.json").read_text())
     assert report["evaluation"]["frames_evaluated"] == 3
+    # backend auto on the CPU: the demo runs ONNX Runtime (a regular dependency), not eager
+    assert (report["device"], report["backend"]) == ("cpu", "onnxruntime")
     assert "FPS" in stdout and str(directory / "synthetic_street_hydranet.mp4") in stdout
     # a second run needs --overwrite
     assert run(capsys, "--demo", "--output-dir", directory, "--weights", weights_file, "--frames", 1)[0] == 1
@@ -464,3 +500,44 @@ def test_sigterm_cleans_up_as_ctrl_c_does(tmp_path, weights_file):
     assert "terminated; unfinished outputs were removed" in stderr and "Traceback" not in stderr
     assert visible(tmp_path) == ["in", "random_kitti6.safetensors"]
     assert list(tmp_path.glob(".*.partial")) == []
+
+
+@pytest.mark.parametrize("kind", ["bag", "folder"])
+def test_frames_over_max_input_pixels_are_skipped_as_the_node_drops_them(tmp_path, capsys, weights_file, kind):
+    images = [make_images(1)[0], make_images(1, width=WIDTH // 2, height=HEIGHT // 2)[0]]
+    source = tmp_path / "in"
+    if kind == "bag":
+        write_camera_bag(source, images, camera_info=False)
+    else:
+        source.mkdir()
+        for i, image in enumerate(images):
+            cv2.imwrite(str(source / f"{i}.png"), image)
+    limit = (WIDTH // 2) * (HEIGHT // 2)
+    code, _, stderr = run(capsys, source, "--weights", weights_file, "--max-input-pixels", limit,
+                          "--report", tmp_path / "r.json")
+    assert code == 0, stderr
+    frames = json.loads((tmp_path / "r.json").read_text())["frames"]
+    assert frames["processed"] == 1 and frames["skipped"] == 1
+    assert f"image {WIDTH}x{HEIGHT} exceeds the limit of {limit} pixels" in frames["skipped_frames"][0]["reason"]
+    code, _, stderr = run(capsys, source, "--weights", weights_file, "--max-input-pixels", 0,
+                          "--report", tmp_path / "r0.json")   # 0: no limit, as the node's max_input_pixels
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "r0.json").read_text())["frames"]["processed"] == 2
+
+
+@pytest.mark.parametrize("topic", ["/camera/image_raw", "/camera/image_raw/compressed"])
+def test_folder_frames_go_into_the_bag_in_opencvs_order(tmp_path, capsys, weights_file, topic):
+    images_dir, out = tmp_path / "images", tmp_path / "out"
+    images_dir.mkdir()
+    image = make_images(1, seed=4)[0]
+    cv2.imwrite(str(images_dir / "a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    code, _, stderr = run(capsys, images_dir, "--weights", weights_file, "-o", out, "--outputs", "depth",
+                          "--topic", topic)
+    assert code == 0, stderr
+    [(_, original)] = read_bag(out)[topic]
+    frame = message_to_frame(original, original.__msgtype__)
+    if topic.endswith("compressed"):   # JPEG: within a few levels; a channel swap is tens off
+        assert np.abs(frame.to_rgb().astype(int) - image).mean() < 6
+    else:                               # the file's BGR as it is, no flip on the host
+        assert original.encoding == "bgr8"
+        np.testing.assert_array_equal(frame.pixels, image[:, :, ::-1])

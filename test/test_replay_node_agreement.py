@@ -4,14 +4,15 @@ The real node runs in-process under rclpy; a probe publishes camera frames and a
 CameraInfo and records every output. The same frames, with the same headers,
 go into a bag that hydranet_replay reads. Message by message, the node's topics
 and the replay's output bag must agree: encoding, size, step, byte order, header,
-data bytes, depth/camera_info field by field, and the labelled point cloud. Topic
-names agree relative to the camera's namespace (the node's namespace; the image
-topic's parent in a bag).
+data bytes, depth/camera_info field by field, the labelled point cloud, and the
+classes on segmentation/label_info (once on both sides). Topic names agree relative
+to the camera's namespace (the node's namespace; the image topic's parent in a bag).
 Tiny random weights, 64x48 frames, reliable QoS.
 """
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
 from collections import defaultdict
@@ -22,7 +23,8 @@ import pytest
 from replay_helpers import HEIGHT, WIDTH, K, make_images, read_bag
 
 from hydranet_ros.messages.stamps import Header, header_of
-from hydranet_ros.messages.topics import DEPTH_CAMERA_INFO_TOPIC, OUTPUT_SPECS, POINTS_TOPIC
+from hydranet_ros.messages.label_info import LABEL_INFO_TYPE
+from hydranet_ros.messages.topics import DEPTH_CAMERA_INFO_TOPIC, LABEL_INFO_TOPIC, OUTPUT_SPECS, POINTS_TOPIC
 from hydranet_ros.offline.bagio import BagWriter, camera_info_message, image_message
 from hydranet_ros.offline.replay import main as replay_main
 
@@ -55,14 +57,17 @@ def run_node(rclpy: Any, weights, frames: list[tuple[np.ndarray, str, int]], inf
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
     from std_msgs.msg import Header as RosHeader
 
     from hydranet_ros.messages.builders import image_message, ros_message_types
     from hydranet_ros.node.node import HydraNetNode
+    from hydranet_ros.node.ros_messages import LABEL_INFO_TYPE as NODE_LABEL_INFO_TYPE
 
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
     context = Context()
     rclpy.init(context=context)
     namespace = f"/agreement_{os.getpid()}_{next(_namespaces)}"
@@ -93,10 +98,16 @@ def run_node(rclpy: Any, weights, frames: list[tuple[np.ndarray, str, int]], inf
             listen(Image, spec.topic)
         listen(CameraInfo, DEPTH_CAMERA_INFO_TOPIC)
         listen(PointCloud2, POINTS_TOPIC)
+        # published at activation, before this subscription: it comes from the latched history.
+        # Kept in arrival order, as the std_msgs/String fallback has no header
+        labels = received[LABEL_INFO_TOPIC]
+        probe.create_subscription(NODE_LABEL_INFO_TYPE, LABEL_INFO_TOPIC,
+                                  lambda m: labels.setdefault(len(labels), m), latched)
         image_pub = probe.create_publisher(Image, "image", reliable)
         info_pub = probe.create_publisher(CameraInfo, "camera_info", reliable)
         assert spin_until(lambda: image_pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0
-                          and all(probe.count_publishers(f"{namespace}/{t}") > 0 for t in topics)), "discovery"
+                          and all(probe.count_publishers(f"{namespace}/{t}") > 0 for t in topics)
+                          and probe.count_publishers(f"{namespace}/{LABEL_INFO_TOPIC}") > 0), "discovery"
         types = ros_message_types()
         for pixels, encoding, sec in frames:
             header = RosHeader(stamp=Time(sec=sec, nanosec=1234), frame_id=FRAME_ID)
@@ -108,6 +119,7 @@ def run_node(rclpy: Any, weights, frames: list[tuple[np.ndarray, str, int]], inf
             image_pub.publish(image_message(types, header, pixels, encoding))
             assert spin_until(lambda: all(sec in received[t] for t in topics)), \
                 f"outputs for stamp {sec}: {[t for t in topics if sec not in received[t]]} missing"
+        assert spin_until(lambda: len(labels) > 0), "no latched label_info"
     finally:
         executor.shutdown()
         node.destroy_node()
@@ -142,6 +154,14 @@ def write_bag(path, frames: list[tuple[np.ndarray, str, int]], k: np.ndarray) ->
             bag.write("/camera/image_raw", image_message(bag.typestore, pixels, encoding, header), log_time + 1)
 
 
+def announced_classes(msg: Any) -> list[tuple[int, str]]:
+    """(id, name) per class of a label_info message: vision_msgs/LabelInfo, or the std_msgs/String
+    JSON the node sends where vision_msgs is not installed."""
+    if hasattr(msg, "class_map"):
+        return [(c.class_id, c.class_name) for c in msg.class_map]
+    return [(c["id"], c["name"]) for c in json.loads(msg.data)["classes"]]
+
+
 def as_bytes(data: Any) -> bytes:
     return np.asarray(data, dtype=np.uint8).tobytes()
 
@@ -156,8 +176,19 @@ def test_replay_bag_and_node_topics_carry_the_same_messages(ros, tmp_path, capsy
     code = replay_main([str(source), "--weights", str(weights_file), "-o", str(out), "--outputs", "all",
                         "--device", "cpu", "--warmup", "0", "--no-progress"])
     assert code == 0, capsys.readouterr().err
+    bag = read_bag(out)
     offline = {topic: {header_of(msg).stamp_ns // 1_000_000_000: msg for _, msg in messages}
-               for topic, messages in read_bag(out).items()}
+               for topic, messages in bag.items()}
+
+    # the classes: once on both sides. The node stamps them with its clock at activation, the bag
+    # with the first frame (replay has no node clock), so the stamps cannot agree; the rest must
+    node_labels, bag_labels = list(live[LABEL_INFO_TOPIC].values()), bag[f"/camera/{LABEL_INFO_TOPIC}"]
+    assert len(node_labels) == len(bag_labels) == 1
+    node_msg, (log_time, bag_msg) = node_labels[0], bag_labels[0]
+    assert bag_msg.__msgtype__ == LABEL_INFO_TYPE and log_time == bag["/camera/image_raw"][0][0]
+    assert announced_classes(node_msg) == announced_classes(bag_msg)
+    if hasattr(node_msg, "class_map"):   # vision_msgs installed: the node sends the bag's type
+        assert (node_msg.threshold, node_msg.header.frame_id) == (bag_msg.threshold, bag_msg.header.frame_id)
 
     for relative in [spec.topic for spec in OUTPUT_SPECS] + [DEPTH_CAMERA_INFO_TOPIC, POINTS_TOPIC]:
         bag_topic = f"/camera/{relative}"   # beside the camera, as the node is beside its camera

@@ -51,10 +51,14 @@ def _imread(path: Path, flags: int) -> np.ndarray:
     return array
 
 
+def read_bgr(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 BGR, OpenCV's own order; grey images are expanded and 16-bit ones reduced to 8 bits."""
+    return _imread(path, cv2.IMREAD_COLOR)  # always 3-channel 8-bit BGR
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB; grey images are expanded and 16-bit ones reduced to 8 bits."""
-    array = _imread(path, cv2.IMREAD_COLOR)  # always 3-channel 8-bit BGR
-    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB)
 
 
 def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -3,9 +3,12 @@ the host: what a node serving several cameras does with one model, and what
 ``hydranet_bench --cameras`` measures.
 
 One frame takes ``Predictor.predict``'s own path (a backend's input buffer, one
-upload). Several are stacked into one (N, H, W, C) batch for ``predict_batch``; each
-output comes back in one copy for the whole batch and is handed out per frame as a
-view. Each frame may bring its own camera for the ``points`` output, or none: a frame
+upload). Several go up as one (N, H, W, C) batch for ``predict_batch``
+(``Predictor.upload``): on CUDA each frame is copied once, into its slot of a reused
+pinned staging buffer, and the batch is uploaded once, into a CUDA graph's own input
+when the backend has one; on the CPU the frames are stacked in one copy. Each output
+comes back in one copy for the whole batch and is handed out per frame as a view.
+Each frame may bring its own camera for the ``points`` output, or none: a frame
 without one gets no points (it is run with another frame's intrinsics, and that part
 of the cloud is not copied back).
 """
@@ -14,7 +17,6 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import numpy as np
-import torch
 
 from ..common.pinhole import PinholeK
 from .points import PointsOptions, frame_points, host_points
@@ -35,11 +37,10 @@ def predict_frames(predictor: Predictor, frames: Sequence[np.ndarray], outputs: 
         outputs = tuple(name for name in outputs if name != POINTS)
     if len(frames) == 1:
         return [predictor.predict(frames[0], outputs, channels, camera=per_frame[0], points=points)]
-    images = np.stack([check_image(frame, channels) for frame in frames])   # ValueError for mixed sizes
+    images = predictor.upload([check_image(frame, channels) for frame in frames], channels)  # ValueError: mixed sizes
     wants_points = POINTS in outputs
     batch_cameras = [camera if camera is not None else known[0] for camera in per_frame] if wants_points else None
-    tensors = predictor.predict_batch(torch.from_numpy(images), outputs, channels, camera=batch_cameras,
-                                      points=points)
+    tensors = predictor.predict_batch(images, outputs, channels, camera=batch_cameras, points=points)
     grid = tensors.pop(POINTS, None)
     organized = (points or PointsOptions()).organized
     clouds = {i: f"{POINTS}:{i}" for i, camera in enumerate(per_frame) if camera is not None and grid is not None}

@@ -40,7 +40,7 @@ from .points import (
     intrinsics_tensor,
     point_grid,
 )
-from .transfer import Transfer
+from .transfer import Transfer, batch_shape
 from .weights import ModelCard, load_weights
 
 log = logging.getLogger(__name__)
@@ -227,8 +227,7 @@ class Predictor:
         wanted = _wanted(outputs)
         shape = (1, *image.shape)
         cloud = self._points_request(wanted, camera, points, shape)
-        # a backend with its own input buffer (a CUDA graph) gets the frame uploaded straight into it
-        images = self.transfer.upload(image, self._runner.input_buffer(shape, channels, self.device))
+        images = self.upload([image], channels)
         tensors = self._postprocess(self._runner(images, channels), images, channels, wanted, cloud)
         frame = {name: t[0] for name, t in tensors.items()}
         if cloud is not None:  # only the kept points (dense) or the strided grid (organized) go to the host
@@ -237,6 +236,14 @@ class Predictor:
         if cloud is not None:
             host[POINTS] = host_points(host[POINTS], self.card.model.num_classes)
         return Prediction(**host)
+
+    @torch.inference_mode()  # a CUDA graph's input is an inference tensor: written only in this mode
+    def upload(self, frames: Sequence[np.ndarray], channels: str = "rgb") -> torch.Tensor:
+        """Same-shape frames, checked (``check_image``) -> one (N, H, W, C) uint8 batch on
+        the device, for ``predict_batch``: a backend with its own input buffer (a CUDA
+        graph) gets them uploaded straight into it, with no further copy."""
+        shape = batch_shape(frames)
+        return self.transfer.upload(frames, self._runner.input_buffer(shape, channels, self.device))
 
     def to_host(self, tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         """Device tensors (e.g. from ``predict_batch``) -> numpy arrays, through the same

@@ -3,10 +3,11 @@ the device allows, and a count of the bytes moved.
 
 * On the CPU nothing is copied: the frame is wrapped as it is (read-only message
   buffers included; nothing writes to it) and the outputs are the result tensors'
-  own memory.
-* On CUDA the frame is copied once into a pinned staging buffer and uploaded
-  asynchronously from there (an upload from pageable memory stages through a
-  driver buffer anyway, synchronously); each output is copied back, non-blocking,
+  own memory. Only a batch of several frames is stacked, in one copy.
+* On CUDA the frame (or each frame of a batch, into its slot) is copied once into a
+  pinned staging buffer and uploaded asynchronously from there (an upload from
+  pageable memory stages through a driver buffer anyway, synchronously), into the
+  backend's own input buffer when it has one; each output is copied back, non-blocking,
   into a pinned buffer, with one synchronisation for all of them, and returned as a
   numpy view of that buffer.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections import Counter
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -92,23 +93,41 @@ class Transfer:
         self.buffers = HostBuffers(pin=self.cuda)
         self.counter = CopyCounter()
 
-    def upload(self, frame: np.ndarray, into: torch.Tensor | None = None) -> torch.Tensor:
-        """(H, W, C) uint8 frame -> (1, H, W, C) tensor on the device; on CUDA written
-        into ``into`` when given (a backend's own input buffer of that shape)."""
+    def upload(self, frames: Sequence[np.ndarray], into: torch.Tensor | None = None) -> torch.Tensor:
+        """Same-shape (H, W, C) uint8 frames -> one (N, H, W, C) tensor on the device.
+
+        Staged (CUDA), each frame is copied once, straight into its slot of a reused
+        staging buffer (one per batch size: a node whose batches vary between one and
+        three cameras keeps three), and the batch goes up in one transfer, into ``into``
+        when given (a backend's own input buffer of that shape). Unstaged, one frame is
+        wrapped as it is and several are stacked: the one host copy a batch on the CPU
+        cannot avoid."""
+        shape = batch_shape(frames)
+        if not self.staged:
+            return self._wrap(frames)
+        name = "frame" if len(frames) == 1 else f"frames[{len(frames)}]"
+        staging = self.buffers.get(name, shape, torch.uint8)
+        for slot, frame in zip(staging.numpy(), frames):
+            np.copyto(slot, frame)      # strided, flipped or padded frames included
+        nbytes = staging.numel()
+        self.counter.add("host", nbytes)
+        target = into if into is not None else torch.empty(staging.shape, dtype=torch.uint8, device=self.device)
+        # the staging buffer is rewritten by the next frames only after these frames'
+        # outputs were synchronised in ``download``, which orders after this copy
+        target.copy_(staging, non_blocking=True)
+        self.counter.add("to_device", nbytes)
+        return target
+
+    def _wrap(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        if len(frames) > 1:
+            stacked = np.stack(frames)
+            self.counter.add("host", stacked.nbytes)
+            return torch.from_numpy(stacked)
+        frame = frames[0]
         if frame.strides and min(frame.strides) < 0:  # e.g. image[:, :, ::-1]: torch needs positive strides
             frame = np.ascontiguousarray(frame)
             self.counter.add("host", frame.nbytes)
-        if not self.staged:
-            return wrap_frame(frame)[None]
-        staging = self.buffers.get("frame", (1, *frame.shape), torch.uint8)
-        np.copyto(staging.numpy()[0], frame)
-        self.counter.add("host", frame.nbytes)
-        target = into if into is not None else torch.empty(staging.shape, dtype=torch.uint8, device=self.device)
-        # the staging buffer is rewritten by the next frame only after this frame's
-        # outputs were synchronised in ``download``, which orders after this copy
-        target.copy_(staging, non_blocking=True)
-        self.counter.add("to_device", frame.nbytes)
-        return target
+        return wrap_frame(frame)[None]
 
     def download(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
         """Device tensors -> numpy arrays (views of reused pinned buffers on CUDA)."""
@@ -120,3 +139,13 @@ class Transfer:
         if tensors and self.cuda:
             torch.cuda.current_stream(self.device).synchronize()
         return {name: self.buffers.lend(name) for name in tensors}
+
+
+def batch_shape(frames: Sequence[np.ndarray]) -> tuple[int, ...]:
+    """(N, H, W, C) of same-shape frames; a ValueError naming the shapes when they differ."""
+    if not frames:
+        raise ValueError("no frames to upload")
+    shapes = {frame.shape for frame in frames}
+    if len(shapes) > 1:
+        raise ValueError(f"frames of different shapes cannot run as one batch: {sorted(shapes)}")
+    return (len(frames), *frames[0].shape)

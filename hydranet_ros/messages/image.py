@@ -1,15 +1,22 @@
 """sensor_msgs/Image and CompressedImage -> numpy, through the ROS image libraries.
 
-This module owns the choice of converter: cv_bridge where ROS 2 is installed,
-else rosbags-image, cv_bridge's ROS-free twin. The node and the replay tool both
-decode here, so on one machine they see the same pixels; ``test_messages_image``
-checks that the two converters agree wherever both are installed.
+The node and the replay tool both decode here (``decode_frame``), so on one machine
+they see the same pixels. A frame keeps the channel order it arrived in: the
+predictor turns bgr, rgba, bgra and mono into RGB on the device, after the upload,
+so an 8-bit frame in one of those orders is not touched on the host at all (its
+pixels are a view of the message's data) and a JPEG or PNG stays OpenCV's BGR.
+Every other encoding (16-bit, Bayer, YUV) is converted to rgb8 by a converter:
+cv_bridge where ROS 2 is installed, else rosbags-image, cv_bridge's ROS-free twin;
+this module owns that choice, and ``test_messages_image`` checks that the two
+converters agree wherever both are installed.
 
 What stays here is what neither library does: checking a frame before any pixel
 is touched (supported encoding, size, pixel limit, step and data length, even
 width for YUV 4:2:2), so that a bad frame is a one-line ``ImageDecodeError``
 and not an exception from deep inside OpenCV; and reading the size of a JPEG or
-PNG from its header so that the pixel limit holds before decoding.
+PNG from its header so that the pixel limit holds before decoding. The module runs
+past 300 lines because these checks, the converters and the decodings that rely on
+them are one decision: how a camera message becomes pixels.
 """
 from __future__ import annotations
 
@@ -32,6 +39,15 @@ COLOUR_ENCODINGS: dict[str, tuple[int, int]] = {
 # other names sensor_msgs gives the same layouts; single-channel generic types are grey images
 ALIASES = {"uyvy": "yuv422", "yuyv": "yuv422_yuy2", "8UC1": "mono8", "16UC1": "mono16"}
 INPUT_ENCODINGS = tuple(COLOUR_ENCODINGS) + tuple(ALIASES)
+# 8-bit encodings whose bytes are already the frame in a channel order the predictor takes
+# (inference.colour.CHANNEL_ORDERS): passed on as they are, converted on the device
+AS_ARRIVED = {"rgb8": "rgb", "bgr8": "bgr", "rgba8": "rgba", "bgra8": "bgra", "mono8": "mono"}
+ORDER_ENCODINGS = {order: encoding for encoding, order in AS_ARRIVED.items()}
+# OpenCV's conversion of each order to RGB, for the callers that need RGB on the host
+_TO_RGB_CODES = {"bgr": "COLOR_BGR2RGB", "rgba": "COLOR_RGBA2RGB", "bgra": "COLOR_BGRA2RGB", "mono": "COLOR_GRAY2RGB"}
+# 4K UHD: large enough for any camera we expect, small enough to catch garbage headers;
+# the node's max_input_pixels and replay's --max-input-pixels
+DEFAULT_MAX_INPUT_PIXELS = 3840 * 2160
 _YUV422 = ("yuv422", "yuv422_yuy2")
 # OpenCV's generic types (32FC1 depth, 16UC1 ...): decoded as they are, for ground truth
 _GENERIC = re.compile(r"(8U|8S|16U|16S|32S|32F|64F)C([1-4])")
@@ -39,7 +55,37 @@ _GENERIC_SIZES = {"8U": 1, "8S": 1, "16U": 2, "16S": 2, "32S": 4, "32F": 4, "64F
 
 
 class ImageDecodeError(ValueError):
-    """A frame that cannot be turned into an RGB image; the message says why."""
+    """A frame that cannot be decoded; the message says why."""
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """A camera frame as the predictor takes it: uint8 (H, W, C) ``pixels`` in the
+    channel order ``channels`` (rgb, bgr, rgba, bgra or mono, C = 3, 3, 4, 4, 1).
+    The pixels may be a view of the message's data, rows strided when the message
+    pads them: read them before the message is reused, and never write to them."""
+
+    pixels: np.ndarray
+    channels: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+    @property
+    def encoding(self) -> str:
+        """The sensor_msgs/Image encoding that carries these pixels as they are."""
+        return ORDER_ENCODINGS[self.channels]
+
+    def to_rgb(self) -> np.ndarray:
+        """(H, W, 3) RGB on the host, for callers that need RGB there (a teacher network,
+        a ground-truth tool): the pixels themselves when they are RGB, else one converted copy."""
+        if self.channels == "rgb":
+            return self.pixels
+        import cv2
+
+        return cv2.cvtColor(self.pixels, getattr(cv2, _TO_RGB_CODES[self.channels]))
 
 
 @dataclass(frozen=True)
@@ -100,14 +146,19 @@ def checked_fields(msg: Any, max_pixels: int | None = None, colour: bool = True)
 
 # ---------------------------------------------------------------- the two converters
 
+def _rows(fields: ImageFields) -> np.ndarray:
+    """The pixel bytes as a (height, row bytes) view of the data, each row's padding left out."""
+    channel_bytes, channels = pixel_layout(fields.encoding)
+    rows = fields.data[: fields.step * fields.height].reshape(fields.height, fields.step)
+    return rows[:, : fields.width * channels * channel_bytes]
+
+
 def _packed(fields: ImageFields) -> ImageFields:
     """rosbags-image reads rows as tightly packed: drop each row's padding first."""
-    channel_bytes, channels = pixel_layout(fields.encoding)
-    row_bytes = fields.width * channels * channel_bytes
-    if fields.step == row_bytes and fields.data.size == row_bytes * fields.height:
+    rows = _rows(fields)
+    if fields.step == rows.shape[1] and fields.data.size == rows.size:
         return fields
-    rows = fields.data[: fields.step * fields.height].reshape(fields.height, fields.step)[:, :row_bytes]
-    return ImageFields(fields.height, fields.width, fields.encoding, fields.is_bigendian, row_bytes,
+    return ImageFields(fields.height, fields.width, fields.encoding, fields.is_bigendian, rows.shape[1],
                        np.ascontiguousarray(rows).reshape(-1))
 
 
@@ -201,7 +252,8 @@ def _convert(convert: Callable[[ImageFields], np.ndarray], fields: ImageFields, 
 # ---------------------------------------------------------------- decoding
 
 def image_to_rgb(msg: Any, max_pixels: int | None = None, converter: Converter | None = None) -> np.ndarray:
-    """A sensor_msgs/Image (anything with its fields) -> uint8 (H, W, 3) RGB."""
+    """A sensor_msgs/Image (anything with its fields) -> uint8 (H, W, 3) RGB on the host,
+    every encoding through the converter."""
     fields = checked_fields(msg, max_pixels)
     return _convert((converter or default_converter()).to_rgb8, fields, "converted to rgb8")
 
@@ -212,8 +264,20 @@ def image_to_array(msg: Any, converter: Converter | None = None) -> np.ndarray:
     return _convert((converter or default_converter()).passthrough, fields, "read")
 
 
-def compressed_to_rgb(data: Any, max_pixels: int | None = None) -> np.ndarray:
-    """CompressedImage data (JPEG or PNG) -> uint8 (H, W, 3) RGB, the size checked from the header first.
+def image_to_frame(msg: Any, max_pixels: int | None = None) -> DecodedFrame:
+    """A sensor_msgs/Image -> its frame: the message's own bytes, viewed in place, for
+    rgb8, bgr8, rgba8, bgra8 and mono8 (a reinterpretation needs no converter); RGB
+    from the converter for every other encoding."""
+    fields = checked_fields(msg, max_pixels)
+    order = AS_ARRIVED.get(fields.encoding)
+    if order is None:
+        return DecodedFrame(_convert(default_converter().to_rgb8, fields, "converted to rgb8"), "rgb")
+    # splitting each row into pixels and channels keeps the view: no copy, padded rows included
+    return DecodedFrame(_rows(fields).reshape(fields.height, fields.width, -1), order)
+
+
+def compressed_to_frame(data: Any, max_pixels: int | None = None) -> DecodedFrame:
+    """CompressedImage data (JPEG or PNG) -> its frame in OpenCV's BGR, the size checked from the header first.
 
     Decoded with OpenCV's imdecode, as both libraries do, but always to three channels:
     their wrappers hand a grey JPEG to a BGR conversion and fail on it."""
@@ -233,15 +297,15 @@ def compressed_to_rgb(data: Any, max_pixels: int | None = None) -> np.ndarray:
         raise ImageDecodeError(f"compressed image ({buffer.size} bytes) could not be decoded: {error}") from None
     if image is None:
         raise ImageDecodeError(f"compressed image ({buffer.size} bytes) could not be decoded")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return DecodedFrame(image, "bgr")
 
 
-def decode_input(msg: Any, transport: str, max_pixels: int | None) -> np.ndarray:
-    """The node's input (Image for ``raw``, CompressedImage for ``compressed``) -> RGB uint8.
-    Raises ``ImageDecodeError`` naming the problem."""
+def decode_frame(msg: Any, transport: str, max_pixels: int | None) -> DecodedFrame:
+    """The node's and replay's input (Image for ``raw``, CompressedImage for ``compressed``)
+    -> its frame in the order it arrived in. Raises ``ImageDecodeError`` naming the problem."""
     if transport == "compressed":
-        return compressed_to_rgb(msg.data, max_pixels)
-    return image_to_rgb(msg, max_pixels)
+        return compressed_to_frame(msg.data, max_pixels)
+    return image_to_frame(msg, max_pixels)
 
 
 # ---------------------------------------------------------------- arrays -> fields

@@ -1,6 +1,8 @@
 """What a configured node holds, and what its inference thread does with the frames:
 load the weights, warm up, decode, predict the outputs somebody listens to (the
-frames of several cameras that have one size in one pass), publish.
+frames of several cameras that have one size and channel order in one pass), publish.
+Frames go to the predictor in the order they arrived in (bgr8, a JPEG's BGR ...):
+the predictor turns them into RGB on the device.
 
 The node (``node.py``) builds a ``Running`` at configure and drops it at cleanup; the
 functions here run in the inference thread and only read it.
@@ -21,7 +23,7 @@ from ..inference.batch import predict_frames
 from ..inference.points import PointsOptions
 from ..inference.predictor import POINTS, Prediction, load_predictor
 from ..messages.builders import MessageTypes, depth_camera_info, image_message
-from ..messages.image import ImageDecodeError, decode_input
+from ..messages.image import DecodedFrame, ImageDecodeError, decode_frame
 from ..messages.point_cloud import camera_for_frame, point_cloud_message
 from ..messages.stamps import stamp_to_ns
 from ..messages.topics import OUTPUT_SPECS
@@ -36,6 +38,11 @@ THROTTLE_S = 5.0
 WARMUP_PASSES = 2
 # every image output, so that each post-processing kernel is compiled or captured too
 OUTPUTS_TO_WARM = tuple(spec.name for spec in OUTPUT_SPECS)
+# the channel orders frames come in, by transport: a JPEG or PNG is always OpenCV's BGR, a raw
+# frame mostly rgb8 or bgr8 (rgba8, bgra8 and mono8 cameras capture on their first frame)
+WARMUP_CHANNELS = {"compressed": ("bgr",), "raw": ("rgb", "bgr")}
+# backends that compile or capture each channel order anew; the others run any order warm
+PER_ORDER_BACKENDS = ("compile", "cudagraph")
 
 
 @dataclass
@@ -100,26 +107,36 @@ def note_backend(run: Running, logger: Any) -> None:
 def warm_up(run: Running, stopping: Callable[[], bool], logger: Any) -> None:
     """Compile, capture and autotune for the camera's size before its first frame, one pass
     at a time so that a shutdown need not wait for the rest; with several cameras for each
-    batch size they may run in (a fixed-shape backend captures each)."""
+    batch size they may run in (a fixed-shape backend captures each), and for each channel
+    order the transport usually brings (``warmup_channels``)."""
     if run.config.warmup_size is None:
         return
     width, height = run.config.warmup_size
     start = time.perf_counter()
     logger.info(f"warming up at {width}x{height}")
     frame = np.zeros((height, width, 3), np.uint8)
-    for batch in range(1, len(run.cameras) + 1):
-        for _ in range(WARMUP_PASSES):
-            if stopping():
-                return
-            try:
-                predict_frames(run.predictor, [frame] * batch, OUTPUTS_TO_WARM)
-            except Exception as error:  # noqa: BLE001 - e.g. out of memory at this size: frames may still fit
-                if not stopping():
-                    logger.error(f"warm-up at {width}x{height} failed, continuing without: "
-                                 f"{type(error).__name__}: {error}")
-                return
+    orders = warmup_channels(run.config.input_transport, run.predictor.backend)
+    passes = [(batch, channels) for batch in range(1, len(run.cameras) + 1) for channels in orders
+              for _ in range(WARMUP_PASSES)]
+    for batch, channels in passes:
+        if stopping():
+            return
+        try:
+            predict_frames(run.predictor, [frame] * batch, OUTPUTS_TO_WARM, channels=channels)
+        except Exception as error:  # noqa: BLE001 - e.g. out of memory at this size: frames may still fit
+            if not stopping():
+                logger.error(f"warm-up at {width}x{height} failed, continuing without: "
+                             f"{type(error).__name__}: {error}")
+            return
     note_backend(run, logger)
     logger.info(f"warmed up at {width}x{height} in {time.perf_counter() - start:.1f} s on {run.device}")
+
+
+def warmup_channels(transport: str, backend: str) -> tuple[str, ...]:
+    """The channel orders to warm up: every order the transport usually brings where the
+    backend compiles or captures each anew, else the first (the network runs any order)."""
+    orders = WARMUP_CHANNELS[transport]
+    return orders if backend in PER_ORDER_BACKENDS else orders[:1]
 
 
 def frame_failed(run: Running, error: Exception, logger: Any) -> None:
@@ -131,23 +148,25 @@ def frame_failed(run: Running, error: Exception, logger: Any) -> None:
 
 @dataclass
 class FrameJob:
-    """One camera's frame, decoded, and what to make of it."""
+    """One camera's frame, decoded in its own channel order, and what to make of it."""
 
     camera: Camera
-    msg: Any
-    rgb: np.ndarray
+    msg: Any                            # kept: the frame's pixels may be a view of its data
+    frame: DecodedFrame
     outputs: tuple[str, ...]            # image outputs somebody listens to
     info_wanted: bool
     pinhole: PinholeK | None            # set when its points are wanted and can be made
 
     @property
-    def size(self) -> tuple[int, int]:
-        return self.rgb.shape[1], self.rgb.shape[0]
+    def batch_key(self) -> tuple[tuple[int, int], str]:
+        """Frames run together when they have one size and one channel order."""
+        return self.frame.size, self.frame.channels
 
 
 def process_frames(run: Running, msgs: dict[str, Any], logger: Any, now_ns: Callable[[], int]) -> None:
     """The frames waiting when the inference thread was free (one per camera): decode each,
-    run those of one size together, publish each camera's outputs with its own header."""
+    run those of one size and channel order together, publish each camera's outputs with
+    its own header."""
     if not run.active:
         return   # deactivated after the frames were parked
     jobs = []
@@ -159,11 +178,11 @@ def process_frames(run: Running, msgs: dict[str, Any], logger: Any, now_ns: Call
                 jobs.append(job)
     for job in [job for job in jobs if not job.outputs and job.pinhole is None]:
         _publish(run, job, None, 0.0, now_ns)   # depth/camera_info only: nothing to compute
-    sizes: dict[tuple[int, int], list[FrameJob]] = {}
+    groups: dict[tuple[tuple[int, int], str], list[FrameJob]] = {}
     for job in jobs:
         if job.outputs or job.pinhole is not None:
-            sizes.setdefault(job.size, []).append(job)
-    for group in sizes.values():
+            groups.setdefault(job.batch_key, []).append(job)
+    for group in groups.values():
         with _counted(run, [job.camera for job in group], logger):
             _run_group(run, group, logger, now_ns)
 
@@ -202,12 +221,12 @@ def _prepare(run: Running, camera: Camera, msg: Any, logger: Any) -> FrameJob | 
         return None
     config = run.config
     try:
-        rgb = decode_input(msg, config.input_transport, config.max_input_pixels)
+        frame = decode_frame(msg, config.input_transport, config.max_input_pixels)
     except ImageDecodeError as error:
         camera.stats.frame_bad(str(error))
         logger.error(f"bad frame dropped ({camera.label}): {error}", throttle_duration_sec=THROTTLE_S)
         return None
-    height, width = rgb.shape[:2]
+    width, height = frame.size
     if camera.frame_size not in (None, (width, height)):
         old_width, old_height = camera.frame_size
         reason = (f"{camera.label} changed from {old_width}x{old_height} to {width}x{height}; a fixed-shape "
@@ -225,22 +244,24 @@ def _prepare(run: Running, camera: Camera, msg: Any, logger: Any) -> FrameJob | 
                        throttle_duration_sec=THROTTLE_S)
     if not outputs and not info_wanted and pinhole is None:
         return None
-    return FrameJob(camera, msg, rgb, outputs, info_wanted, pinhole)
+    return FrameJob(camera, msg, frame, outputs, info_wanted, pinhole)
 
 
 def _run_group(run: Running, group: list[FrameJob], logger: Any, now_ns: Callable[[], int]) -> None:
-    """Same-size frames through the network in one pass, then each camera's outputs."""
+    """Frames of one size and channel order through the network in one pass, then each
+    camera's outputs."""
     names = {name for job in group for name in job.outputs}
     outputs = tuple(spec.name for spec in OUTPUT_SPECS if spec.name in names)
     if any(job.pinhole is not None for job in group):
         outputs += (POINTS,)
     start = time.perf_counter()
     try:
-        predictions = predict_frames(run.predictor, [job.rgb for job in group], outputs,
-                                     cameras=[job.pinhole for job in group], points=run.points_options)
+        predictions = predict_frames(run.predictor, [job.frame.pixels for job in group], outputs,
+                                     cameras=[job.pinhole for job in group], points=run.points_options,
+                                     channels=group[0].frame.channels)
     except torch.cuda.OutOfMemoryError as error:
         torch.cuda.empty_cache()
-        width, height = group[0].size
+        width, height = group[0].frame.size
         reason = f"GPU out of memory on {len(group)} frame(s) of {width}x{height}: {error}"
         for job in group:
             job.camera.stats.frame_out_of_memory(reason)

@@ -22,6 +22,7 @@ from ..inference.points import COLOUR_SOURCES, DEFAULT_STRIDE, PointsOptions, Un
 from ..inference.device import PRECISION_CHOICES, resolve_device
 from ..inference.shipped import SHIPPED_WEIGHTS, shipped_weights
 from ..inference.weights import WeightsError
+from ..messages.image import DEFAULT_MAX_INPUT_PIXELS
 from ..messages.topics import OUTPUT_SPECS, POINTS_TOPIC, OutputSpec
 from .param_rules import as_bool, as_float, as_int, as_str, bounded, camera_names, choice, device, size_or_empty, \
     string_list
@@ -30,8 +31,6 @@ NODE_NAME = "hydranet_node"
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("auto", "best_effort", "reliable")
 DEFAULT_WARMUP_SIZE = "640x480"
-# 4K UHD: large enough for any camera we expect, small enough to catch garbage headers
-DEFAULT_MAX_INPUT_PIXELS = 3840 * 2160
 # the outputs a bare `ros2 run` publishes; the colour images are for display and opt-in
 DEFAULT_ON_OUTPUTS = ("depth", "labels", "overlay")
 

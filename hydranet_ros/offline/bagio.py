@@ -22,18 +22,21 @@ import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection, ConnectionExtRosbag2, MessageDefinitionFormat
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from ..messages.builders import MessageTypes, with_byte_view
 from ..messages.builders import image_message as build_image_message
-from ..messages.image import ImageDecodeError, compressed_to_rgb, image_to_rgb
+from ..messages.image import DecodedFrame, ImageDecodeError, decode_frame
+from ..messages.label_info import LABEL_INFO_DEFINITIONS
 from ..messages.stamps import Header, ns_to_stamp
 from ..messages.topics import CAMERA_INFO_TOPIC, COMPRESSED_TYPE, IMAGE_TYPE, join_topic
 
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 POINT_CLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
+# the node's input_transport that reads each image type
+TRANSPORTS = {IMAGE_TYPE: "raw", COMPRESSED_TYPE: "compressed"}
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 # message definitions of these types are identical across the distributions;
 # the choice only sets what the bag's metadata says it was written for
@@ -168,13 +171,12 @@ def first_message(reader: AnyReader, topic: str) -> BagMessage | None:
 
 # ---------------------------------------------------------------- messages <-> numpy
 
-def message_to_rgb(msg: Any, msgtype: str) -> np.ndarray:
-    """An Image or CompressedImage message -> uint8 (H, W, 3) RGB; ImageDecodeError if it cannot be."""
-    if msgtype == COMPRESSED_TYPE:
-        return compressed_to_rgb(msg.data)
-    if msgtype == IMAGE_TYPE:
-        return image_to_rgb(msg)
-    raise ImageDecodeError(f"{msgtype} is not an image message")
+def message_to_frame(msg: Any, msgtype: str, max_pixels: int | None = None) -> DecodedFrame:
+    """An Image or CompressedImage message -> its frame, decoded as the node decodes it
+    (``messages.image.decode_frame``); ImageDecodeError if it cannot be."""
+    if msgtype not in TRANSPORTS:
+        raise ImageDecodeError(f"{msgtype} is not an image message")
+    return decode_frame(msg, TRANSPORTS[msgtype], max_pixels)
 
 
 def typestore_types(typestore: Typestore) -> MessageTypes:
@@ -195,15 +197,20 @@ def image_message(typestore: Typestore, array: np.ndarray, encoding: str, header
     return build_image_message(typestore_types(typestore), make_header(typestore, header), array, encoding)
 
 
-def compressed_message(typestore: Typestore, rgb: np.ndarray, header: Header, fmt: str = "jpeg",
-                       quality: int = 90) -> Any:
+def compressed_message(typestore: Typestore, pixels: np.ndarray, header: Header, fmt: str = "jpeg",
+                       quality: int = 90, channels: str = "rgb") -> Any:
+    """A CompressedImage of ``pixels`` (H, W, 3) in ``channels`` order, rgb or bgr: OpenCV
+    encodes BGR, so a BGR frame (a video's, a folder's) is encoded as it is."""
     import cv2
 
+    if channels not in ("rgb", "bgr"):
+        raise ValueError(f"a compressed image is encoded from rgb or bgr pixels, got {channels!r}")
     extension = {"jpeg": ".jpg", "png": ".png"}[fmt]
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == "jpeg" else []
-    ok, encoded = cv2.imencode(extension, np.ascontiguousarray(rgb[:, :, ::-1]), params)
+    bgr = pixels if channels == "bgr" else np.ascontiguousarray(pixels[:, :, ::-1])
+    ok, encoded = cv2.imencode(extension, bgr, params)
     if not ok:
-        raise ValueError(f"OpenCV could not encode a {rgb.shape} image as {fmt}")
+        raise ValueError(f"OpenCV could not encode a {pixels.shape} image as {fmt}")
     return typestore.types[COMPRESSED_TYPE](header=make_header(typestore, header), format=fmt,
                                             data=encoded.reshape(-1).astype(np.uint8))
 
@@ -235,6 +242,9 @@ class BagWriter:
         self.path = Path(path)
         self.distro = distro
         self.typestore = ros2_typestore(distro)
+        # segmentation/label_info's type (package.xml depends on vision_msgs), which rosbags' stores lack
+        for name, definition in LABEL_INFO_DEFINITIONS.items():
+            self.typestore.register(get_types_from_msg(definition, name))
         try:
             self._writer = Writer(self.path, version=BAG_VERSIONS[distro], storage_plugin=STORAGES[storage])
         except WriterError as error:

@@ -23,6 +23,7 @@ from ..inference.points import COLOUR_SOURCES, DEFAULT_STRIDE
 from ..inference.device import PRECISION_CHOICES
 from ..inference.predictor import POINTS
 from ..inference.weights import WeightsError
+from ..messages.image import DEFAULT_MAX_INPUT_PIXELS
 from ..messages.topics import OUTPUT_SPECS
 from .bagio import DISTROS, STORAGES, BagError
 from .evaluation import GroundTruthError
@@ -125,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--warmup", type=non_negative_int, default=1, help="untimed warm-up runs on the first frame's size")
     run = parser.add_argument_group("run")
     run.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    run.add_argument("--max-input-pixels", type=non_negative_int, default=DEFAULT_MAX_INPUT_PIXELS,
+                     help="frames with more pixels (width x height) are skipped as bad, as the node's "
+                          f"max_input_pixels does; 0 = no limit (default {DEFAULT_MAX_INPUT_PIXELS})")
     run.add_argument("--frame-id", default="camera", help="frame_id of video/folder frames")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo = parser.add_argument_group("demo")

@@ -70,7 +70,7 @@ class FrameLoop:
         self.counts.read += 1
         try:
             with self.timer.stage("decode"):
-                rgb = frame.decode()
+                decoded = frame.decode()
         except ImageDecodeError as error:
             self.counts.skip(frame, str(error))
             for output in self.outputs:
@@ -78,21 +78,23 @@ class FrameLoop:
             return
         truth_s = self.ground_truth.take_seconds() if self.ground_truth is not None else 0.0
         self.timer.record("read", read_s - truth_s)
+        width, height = decoded.size
         if self.counts.done == 0 and self.warmup > 0:
             # lazy initialisation (allocators, cuDNN autotuning) would otherwise be the first frame's latency
             start = time.perf_counter()
-            self.predictor.warmup(rgb.shape[0], rgb.shape[1], self.warmup)
+            self.predictor.warmup(height, width, self.warmup, decoded.channels)
             self.counts.warmup_s = time.perf_counter() - start
         outputs, cloud = self.predict_outputs, {}
-        camera = self.points.camera(rgb.shape[1], rgb.shape[0]) if self.points is not None else None
+        camera = self.points.camera(width, height) if self.points is not None else None
         if camera is not None:
             outputs, cloud = (*outputs, POINTS), {"camera": camera, "points": self.points.options}
         with self.timer.stage("predict"):
-            prediction = self.predictor.predict(rgb, outputs, **cloud)
+            # in the frame's own channel order: the predictor converts it on the device
+            prediction = self.predictor.predict(decoded.pixels, outputs, decoded.channels, **cloud)
         if prediction.points is not None:
             self.points.record(prediction.points)
         with self.timer.stage("encode"):
-            encoded = [output.encode(frame, rgb, prediction) for output in self.outputs]
+            encoded = [output.encode(frame, decoded, prediction) for output in self.outputs]
         with self.timer.stage("write"):
             for output, item in zip(self.outputs, encoded):
                 output.write(frame, item)

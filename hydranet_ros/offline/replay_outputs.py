@@ -9,15 +9,16 @@ is read from messages and compared with predictions (``GroundTruth``).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..inference.predictor import Prediction
 from ..messages.builders import depth_camera_info
-from ..messages.image import ImageDecodeError, image_to_array
+from ..messages.image import DecodedFrame, ImageDecodeError, image_to_array
+from ..messages.label_info import LABEL_INFO_TYPE, VISION_CLASS_TYPE, LabelEntry, label_info_message
 from ..messages.point_cloud import point_cloud_message
-from ..messages.stamps import header_of
+from ..messages.stamps import Header, header_of
 from ..messages.topics import COMPRESSED_TYPE, OUTPUT_SPECS
 from .bagio import (
     CAMERA_INFO_TYPE,
@@ -44,7 +45,8 @@ class FrameOutput:
     def skipped(self, frame: Frame) -> None:
         """A frame that could not be decoded."""
 
-    def encode(self, frame: Frame, rgb: np.ndarray, prediction: Prediction) -> Any:
+    def encode(self, frame: Frame, decoded: DecodedFrame, prediction: Prediction) -> Any:
+        """What ``write`` will write for ``frame``; ``decoded`` is its input, as the predictor took it."""
         return None
 
     def write(self, frame: Frame, encoded: Any) -> None:
@@ -53,12 +55,15 @@ class FrameOutput:
 
 class BagOutput(FrameOutput):
     """The recording copied whole, plus the node's topics for each predicted frame, written
-    with the frame's log time and header (``depth/camera_info`` from the camera's latest)."""
+    with the frame's log time and header (``depth/camera_info`` from the camera's latest),
+    and the node's latched ``classes`` once, with the first."""
 
-    def __init__(self, bag: BagWriter, source: FrameSource, plan: Plan) -> None:
+    def __init__(self, bag: BagWriter, source: FrameSource, plan: Plan, classes: Sequence[LabelEntry]) -> None:
         self.bag, self.source, self.plan = bag, source, plan
         self.types = typestore_types(bag.typestore)
         self.camera_info: Any = None
+        # still to write: a recorder of the node gets the latched classes before its first frame
+        self.classes: Sequence[LabelEntry] | None = classes if plan.label_info_topic else None
         if isinstance(source, BagSource):
             bag.add_copies(source.reader, source.reader.connections)
             if plan.camera_info_topic:
@@ -82,7 +87,7 @@ class BagOutput(FrameOutput):
         if frame.original is not None:
             self.bag.copy(frame.original)  # the recording stays complete; only the outputs are missing
 
-    def encode(self, frame: Frame, rgb: np.ndarray, prediction: Prediction) -> list[tuple[str, str, Any]]:
+    def encode(self, frame: Frame, decoded: DecodedFrame, prediction: Prediction) -> list[tuple[str, str, Any]]:
         """The frame's output messages, serialised: (topic, msgtype, CDR bytes). Serialising here,
         before the next prediction, matters: the messages are views of the prediction's arrays."""
         ts, header = self.bag.typestore, make_header(self.bag.typestore, frame.header)
@@ -92,15 +97,23 @@ class BagOutput(FrameOutput):
             msgs.append((self.plan.depth_info_topic, depth_camera_info(self.types, header, self.camera_info)))
         if self.plan.points_topic and prediction.points is not None:
             msgs.append((self.plan.points_topic, point_cloud_message(self.types, header, prediction.points)))
-        if frame.original is None:  # video or folder: the frame itself becomes the recording
-            original = (compressed_message(ts, rgb, frame.header) if self.source.image_msgtype == COMPRESSED_TYPE
-                        else image_message(ts, rgb, "rgb8", frame.header))
+        if frame.original is None:  # video or folder: the frame itself, in its own order, becomes the recording
+            original = (compressed_message(ts, decoded.pixels, frame.header, channels=decoded.channels)
+                        if self.source.image_msgtype == COMPRESSED_TYPE
+                        else image_message(ts, decoded.pixels, decoded.encoding, frame.header))
             msgs.insert(0, (self.source.image_topic, original))
         return [(topic, msg.__msgtype__, self.bag.serialize(msg)) for topic, msg in msgs]
 
     def write(self, frame: Frame, encoded: list[tuple[str, str, Any]]) -> None:
         if frame.original is not None:
             self.bag.copy(frame.original)
+        if self.classes is not None:
+            # the frame's stamp; no frame_id, as the node's has none (it stamps with its clock)
+            ts = self.bag.typestore
+            header = make_header(ts, Header(frame.header.stamp_ns, ""))
+            message = label_info_message(ts.types[LABEL_INFO_TYPE], ts.types[VISION_CLASS_TYPE], header, self.classes)
+            self.bag.write(self.plan.label_info_topic, message, frame.log_time_ns)
+            self.classes = None
         for topic, msgtype, raw in encoded:
             self.bag.write_serialized(topic, msgtype, raw, frame.log_time_ns)
 
@@ -111,7 +124,7 @@ class VideoOutput(FrameOutput):
     def __init__(self, writer: SideBySideWriter) -> None:
         self.writer = writer
 
-    def encode(self, frame: Frame, rgb: np.ndarray, prediction: Prediction) -> np.ndarray:
+    def encode(self, frame: Frame, decoded: DecodedFrame, prediction: Prediction) -> np.ndarray:
         return self.writer.compose(prediction.overlay, prediction.depth_colour)
 
     def write(self, frame: Frame, encoded: np.ndarray) -> None:

@@ -5,6 +5,11 @@ namespace: the image topic's parent, after dropping image_transport's
 ``/compressed`` level. ``/camera/image_raw`` and ``/camera/image_raw/compressed``
 both give ``/camera/depth/image``, ``/camera/segmentation/image`` ...;
 ``--output-namespace`` replaces ``/camera``.
+
+Beside the images the bag gets what the node publishes by default whatever images
+it publishes: ``depth/camera_info`` (when the input has a CameraInfo) and
+``segmentation/label_info`` (the node's ``publish_label_info`` is on by default). So,
+like ``depth/camera_info``, label info is no ``--outputs`` name.
 """
 from __future__ import annotations
 
@@ -13,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..inference.points import DEFAULT_STRIDE
-from ..messages.topics import DEPTH_CAMERA_INFO_TOPIC, OUTPUT_SPECS, POINTS_TOPIC, camera_namespace, join_topic
+from ..messages.image import DEFAULT_MAX_INPUT_PIXELS
+from ..messages.topics import (
+    DEPTH_CAMERA_INFO_TOPIC,
+    LABEL_INFO_TOPIC,
+    OUTPUT_SPECS,
+    POINTS_TOPIC,
+    camera_namespace,
+    join_topic,
+)
 from .bagio import CAMERA_INFO_TYPE, IMAGE_TYPE, find_camera_info_topic, require_topic
 from .evaluation import GroundTruthFolder
 from .sources import BagSource, FrameSource
@@ -58,6 +71,7 @@ class ReplayOptions:
     fps: float | None = None
     frame_id: str = "camera"
     max_frames: int | None = None
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS   # as the node's: 0 = no limit
     warmup: int = 1
     fourcc: str = DEFAULT_FOURCC
     overwrite: bool = False
@@ -109,6 +123,7 @@ class Plan:
     gt_folders: dict[str, GroundTruthFolder]  # kind -> folder
     predict_outputs: tuple[str, ...]
     points_topic: str | None = None           # PointCloud2 output, when asked for
+    label_info_topic: str | None = None       # the classes, once, with an output bag
 
 
 def make_plan(options: ReplayOptions, source: FrameSource) -> Plan:
@@ -117,6 +132,7 @@ def make_plan(options: ReplayOptions, source: FrameSource) -> Plan:
     output_topics = {spec.name: join_topic(namespace, spec.topic) for spec in OUTPUT_SPECS
                      if spec.name in options.outputs} if options.output_bag else {}
     points_topic = join_topic(namespace, POINTS_TOPIC) if options.output_bag and "points" in options.outputs else None
+    label_info_topic = join_topic(namespace, LABEL_INFO_TOPIC) if options.output_bag else None
     gt_topics = {t: k for k, t in (("depth", options.gt_depth_topic), ("labels", options.gt_labels_topic)) if t}
     camera_info_topic = None
     if isinstance(source, BagSource):
@@ -127,7 +143,7 @@ def make_plan(options: ReplayOptions, source: FrameSource) -> Plan:
         if options.camera_info_topic:
             require_topic(source.reader, camera_info_topic, (CAMERA_INFO_TYPE,), "camera info")
         taken = set(source.topics) & (set(output_topics.values()) | {join_topic(namespace, DEPTH_CAMERA_INFO_TOPIC),
-                                                                     points_topic})
+                                                                     points_topic, label_info_topic})
         if taken and options.output_bag:
             raise ReplayError(f"the input already has {', '.join(sorted(taken))}; "
                               "choose another prefix with --output-namespace")
@@ -140,4 +156,4 @@ def make_plan(options: ReplayOptions, source: FrameSource) -> Plan:
         wanted |= set(VIDEO_OUTPUTS)
     depth_info = join_topic(namespace, DEPTH_CAMERA_INFO_TOPIC) if options.output_bag and camera_info_topic else None
     return Plan(namespace, output_topics, depth_info, camera_info_topic, gt_topics, gt_folders,
-                tuple(spec.name for spec in OUTPUT_SPECS if spec.name in wanted), points_topic)
+                tuple(spec.name for spec in OUTPUT_SPECS if spec.name in wanted), points_topic, label_info_topic)

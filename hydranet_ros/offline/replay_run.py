@@ -19,6 +19,7 @@ from ..common.timing import StageTimer
 from ..inference.points import PointsOptions
 from ..inference.predictor import Predictor, load_predictor
 from ..inference.weights import WeightsError
+from ..messages.label_info import LabelEntry, label_entries
 from .bagio import STORAGES, BagWriter
 from .evaluation import Evaluation, json_safe, write_rows
 from .replay_loop import STAGES, FrameCounts, FrameLoop
@@ -51,7 +52,8 @@ def replay(options: ReplayOptions, out: TextIO | None = None) -> dict[str, Any]:
     predictor = _load_predictor(options, weights)
     points = replay_points_options(options, predictor.class_names) if "points" in options.outputs else None
     exclude = [t for t in (options.gt_depth_topic, options.gt_labels_topic) if t]
-    source = open_source(options.input, options.topic, exclude, options.frame_id, fps=options.fps)
+    source = open_source(options.input, options.topic, exclude, options.frame_id, fps=options.fps,
+                         max_pixels=options.max_input_pixels or None)
     try:
         report = _run(options, weights, predictor, source, points)
     finally:
@@ -102,7 +104,8 @@ def _run(options: ReplayOptions, weights: Path, predictor: Predictor, source: Fr
         tmp = {kind: staging.enter_context(s) for kind, s in staged.items()}
         start = time.perf_counter()
         with ExitStack() as writers:
-            outputs = _open_outputs(options, source, plan, tmp, writers)
+            classes = label_entries(card.class_names, card.palette)
+            outputs = _open_outputs(options, source, plan, tmp, writers, classes)
             bag_output = next((o for o in outputs if isinstance(o, BagOutput)), None)
             ground_truth = GroundTruth(evaluation, plan, source, options.gt_depth_scale) if evaluation else None
             points = None
@@ -136,13 +139,13 @@ def _run(options: ReplayOptions, weights: Path, predictor: Predictor, source: Fr
 
 
 def _open_outputs(options: ReplayOptions, source: FrameSource, plan: Plan, tmp: dict[str, Path],
-                  writers: ExitStack) -> list[FrameOutput]:
+                  writers: ExitStack, classes: Sequence[LabelEntry]) -> list[FrameOutput]:
     outputs: list[FrameOutput] = []
     if "bag" in tmp:
         storage = options.storage or (source.storage if isinstance(source, BagSource)
                                       and source.storage in STORAGES else "sqlite3")
         bag = writers.enter_context(BagWriter(tmp["bag"], storage=storage, distro=options.distro))
-        outputs.append(BagOutput(bag, source, plan))
+        outputs.append(BagOutput(bag, source, plan, classes))
     if "video" in tmp or "png" in tmp:
         fps = options.fps or getattr(source, "fps", None) or 10.0
         outputs.append(VideoOutput(writers.enter_context(

@@ -2,8 +2,11 @@
 
 Each source yields ``Frame`` objects in recording order: header (stamp,
 frame_id), log time, a name for reports and a ``decode()`` that returns the
-RGB image or raises ``ImageDecodeError``. Decoding is deferred so that the
-caller can time it as its own stage and count a bad frame instead of stopping.
+frame in the channel order it comes in (``messages.image.DecodedFrame``: a bag's
+message decoded as the node decodes it, a video's or an image file's pixels in
+OpenCV's BGR) or raises ``ImageDecodeError``, also for a frame over the pixel
+limit. Decoding is deferred so that the caller can time it as its own stage and
+count a bad frame instead of stopping.
 A bag source also yields every other message (``BagMessage``) so that the
 caller can copy the recording and read ground truth and camera info from it.
 """
@@ -16,8 +19,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..common.image_files import IMAGE_SUFFIXES, ImageFileError, image_files, read_rgb
-from ..messages.image import ImageDecodeError
+from ..common.image_files import IMAGE_SUFFIXES, ImageFileError, image_files, read_bgr
+from ..messages.image import DecodedFrame, ImageDecodeError, check_pixels
 from ..messages.stamps import Header, header_of
 from ..messages.topics import OUTPUT_SPECS
 from .bagio import (
@@ -29,7 +32,7 @@ from .bagio import (
     find_image_topic,
     is_bag,
     looks_like_bag_without_metadata,
-    message_to_rgb,
+    message_to_frame,
     open_bag,
     topic_types,
 )
@@ -47,19 +50,25 @@ class Frame:
     name: str                 # file stem, or the header stamp in ns
     header: Header            # copied onto every output
     log_time_ns: int          # bag log time; outputs are written at the same time
-    _decode: Callable[[], np.ndarray] = field(repr=False)
+    _decode: Callable[[], DecodedFrame] = field(repr=False)
     original: BagMessage | None = None  # the stored message, for bag sources
 
-    def decode(self) -> np.ndarray:
-        """The frame as uint8 (H, W, 3) RGB; raises ImageDecodeError. Video frames must
+    def decode(self) -> DecodedFrame:
+        """The frame in its own channel order; raises ImageDecodeError. Video frames must
         be decoded before the iterator moves on (OpenCV keeps only the last grabbed frame)."""
         return self._decode()
 
 
-def _failing(error: Exception) -> Callable[[], np.ndarray]:
-    def decode() -> np.ndarray:
+def _failing(error: Exception) -> Callable[[], DecodedFrame]:
+    def decode() -> DecodedFrame:
         raise error
     return decode
+
+
+def _opencv_frame(bgr: np.ndarray, max_pixels: int | None) -> DecodedFrame:
+    """A frame OpenCV decoded (a video's, an image file's), held to the pixel limit as a message is."""
+    check_pixels(bgr.shape[1], bgr.shape[0], max_pixels)
+    return DecodedFrame(bgr, "bgr")
 
 
 def frame_stamp_ns(start_ns: int, index: int, fps: float) -> int:
@@ -76,8 +85,10 @@ def earlier_output_topics(topics: Iterable[str]) -> set[str]:
 class BagSource:
     """Frames from the image topic of a rosbag2 (sqlite3, MCAP) or ROS 1 bag."""
 
-    def __init__(self, path: Path, topic: str | None = None, exclude: Iterable[str] = ()) -> None:
+    def __init__(self, path: Path, topic: str | None = None, exclude: Iterable[str] = (),
+                 max_pixels: int | None = None) -> None:
         self.path = Path(path)
+        self.max_pixels = max_pixels
         self.storage = bag_storage(self.path)
         self.kind = f"rosbag ({self.storage})"
         self._stack = ExitStack()
@@ -130,18 +141,19 @@ class BagSource:
                          _failing(reason), message)
         msgtype = message.msgtype
         return Frame(index, str(header.stamp_ns), header, message.log_time_ns,
-                     lambda: message_to_rgb(msg, msgtype), message)
+                     lambda: message_to_frame(msg, msgtype, self.max_pixels), message)
 
 
 class VideoSource:
     """Frames of a video file; stamps advance by the file's frame rate from ``start_ns``."""
 
     def __init__(self, path: Path, topic: str = DEFAULT_TOPIC, frame_id: str = "camera", start_ns: int = 0,
-                 fps: float | None = None) -> None:
+                 fps: float | None = None, max_pixels: int | None = None) -> None:
         import cv2
 
         self.path = Path(path)
         self.kind = "video"
+        self.max_pixels = max_pixels
         self._capture = cv2.VideoCapture(str(self.path))
         if not self._capture.isOpened():
             raise SourceError(f"cannot open {self.path} as a video (OpenCV/FFmpeg could not read it)")
@@ -162,12 +174,12 @@ class VideoSource:
             yield Frame(index, str(stamp), Header(stamp, self.frame_id), stamp, self._retriever(index))
             index += 1
 
-    def _retriever(self, index: int) -> Callable[[], np.ndarray]:
-        def decode() -> np.ndarray:
+    def _retriever(self, index: int) -> Callable[[], DecodedFrame]:
+        def decode() -> DecodedFrame:
             ok, bgr = self._capture.retrieve()
             if not ok or bgr is None or bgr.ndim != 3:
                 raise ImageDecodeError(f"video frame {index} could not be decoded")
-            return np.ascontiguousarray(bgr[:, :, ::-1])
+            return _opencv_frame(bgr, self.max_pixels)
         return decode
 
 
@@ -175,9 +187,10 @@ class FolderSource:
     """Images of a folder in file-name order (zero-pad numbered names); stamps advance at ``fps``."""
 
     def __init__(self, path: Path, topic: str = DEFAULT_TOPIC, frame_id: str = "camera", start_ns: int = 0,
-                 fps: float = 10.0) -> None:
+                 fps: float = 10.0, max_pixels: int | None = None) -> None:
         self.path = Path(path)
         self.kind = "image folder"
+        self.max_pixels = max_pixels
         self.files = image_files(self.path, recursive=False)
         if not self.files:
             raise SourceError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.path}")
@@ -191,21 +204,23 @@ class FolderSource:
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[Frame]:
         for index, path in enumerate(self.files):
             stamp = frame_stamp_ns(self.start_ns, index, self.fps)
-            yield Frame(index, path.stem, Header(stamp, self.frame_id), stamp, _file_reader(path))
+            yield Frame(index, path.stem, Header(stamp, self.frame_id), stamp, _file_reader(path, self.max_pixels))
 
 
-def _file_reader(path: Path) -> Callable[[], np.ndarray]:
-    def decode() -> np.ndarray:
+def _file_reader(path: Path, max_pixels: int | None) -> Callable[[], DecodedFrame]:
+    def decode() -> DecodedFrame:
         try:
-            return read_rgb(path)
+            return _opencv_frame(read_bgr(path), max_pixels)
         except ImageFileError as error:
             raise ImageDecodeError(str(error)) from None
+        except ImageDecodeError as error:
+            raise ImageDecodeError(f"{path}: {error}") from None
     return decode
 
 
 def synthetic_msgtype(topic: str) -> str:
     """Frames from a video or folder go into an output bag JPEG-compressed when the topic
-    says so (``.../compressed``, image_transport's name), else as raw rgb8 Images."""
+    says so (``.../compressed``, image_transport's name), else as raw bgr8 Images."""
     return COMPRESSED_TYPE if topic.rstrip("/").endswith("/compressed") else IMAGE_TYPE
 
 
@@ -213,18 +228,19 @@ FrameSource = BagSource | VideoSource | FolderSource
 
 
 def open_source(path: Path, topic: str | None = None, exclude: Iterable[str] = (), frame_id: str = "camera",
-                start_ns: int = 0, fps: float | None = None) -> FrameSource:
-    """The right source for ``path``: a rosbag2 directory or ``.bag`` file, a folder of images, a video."""
+                start_ns: int = 0, fps: float | None = None, max_pixels: int | None = None) -> FrameSource:
+    """The right source for ``path``: a rosbag2 directory or ``.bag`` file, a folder of images, a video.
+    A frame with more than ``max_pixels`` pixels (None: no limit) does not decode."""
     path = Path(path)
     if not path.exists():
         raise SourceError(f"input not found: {path}")
     if is_bag(path):
-        return BagSource(path, topic, exclude)
+        return BagSource(path, topic, exclude, max_pixels)
     if path.suffix in (".mcap", ".db3"):
         raise SourceError(f"{path} is a rosbag2 storage file; pass its directory (with metadata.yaml) instead")
     if looks_like_bag_without_metadata(path):
         raise SourceError(f"{path} holds rosbag2 storage files but no metadata.yaml (an interrupted recording?); "
                           "'ros2 bag reindex' can rebuild it")
     if path.is_dir():
-        return FolderSource(path, topic or DEFAULT_TOPIC, frame_id, start_ns, fps or 10.0)
-    return VideoSource(path, topic or DEFAULT_TOPIC, frame_id, start_ns, fps)
+        return FolderSource(path, topic or DEFAULT_TOPIC, frame_id, start_ns, fps or 10.0, max_pixels)
+    return VideoSource(path, topic or DEFAULT_TOPIC, frame_id, start_ns, fps, max_pixels)

@@ -106,7 +106,7 @@ def evaluate(args: argparse.Namespace, progress: Callable[[str], None] = print) 
                 break
             counts["frames"] += 1
             try:
-                rgb = frame.decode()
+                rgb = frame.decode().to_rgb()   # a teacher takes RGB only
             except ImageDecodeError as error:
                 counts["undecodable"] += 1
                 progress(f"{PROG}: skipping frame {frame.index} ({frame.name}): {error}")

@@ -86,7 +86,7 @@ def label_recording(teacher: Teacher, source: Path, cache_dir: Path, selection: 
                 reused += 1
                 continue
             try:
-                rgb = frame.decode()
+                rgb = frame.decode().to_rgb()   # the teacher takes RGB
             except ImageDecodeError as error:
                 bad += 1
                 progress(f"skipping frame {frame.index} of {source}: {error}")
