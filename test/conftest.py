@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -17,12 +18,22 @@ from hydranet_ros.model import HydraNet, ModelConfig
 from hydranet_ros.model.presets import KITTI6
 
 
+def _run_number() -> int:
+    """This process's number among test runs: the pid, or under pytest-xdist the run's id
+    plus the worker's index, so that the workers of one run never share a domain (two pids
+    may fall on one domain, their numbers taken modulo 100)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        return zlib.crc32(os.environ.get("PYTEST_XDIST_TESTRUNUID", "").encode()) + int(worker[2:])
+    return os.getpid()
+
+
 def _isolate_dds() -> None:
     """Each test run talks DDS on a domain of its own (from the pid; 1..100, never the
     default 0 where robots live) and discovers only this machine, so parallel runs and
     other ROS 2 processes cannot cross-talk. Set here, before any test initialises rclpy;
     node subprocesses inherit it. HYDRANET_TEST_ROS_DOMAIN_ID picks the domain."""
-    os.environ["ROS_DOMAIN_ID"] = os.environ.get("HYDRANET_TEST_ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+    os.environ["ROS_DOMAIN_ID"] = os.environ.get("HYDRANET_TEST_ROS_DOMAIN_ID", str(1 + _run_number() % 100))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"   # Jazzy and later
     if os.environ.get("ROS_DISTRO") == "humble":
         os.environ["ROS_LOCALHOST_ONLY"] = "1"                  # Humble's spelling of the same

@@ -101,3 +101,14 @@ def test_rclpy_imports_where_the_ros_wheels_exist(module):
         pytest.fail(f"{module} cannot be imported ({error}) on Linux x86_64 without a sourced ROS 2, so the "
                     f"node tests would all skip: the README's test command installs the pip ROS 2 wheels "
                     f"({ROS_WHEELS_INSTALL})")
+
+
+def test_the_workers_of_one_parallel_run_get_domains_of_their_own(monkeypatch):
+    from conftest import _run_number  # before the environment below is changed
+
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "run-a")
+    domains = set()
+    for worker in ("gw0", "gw1", "gw2"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        domains.add(1 + _run_number() % 100)
+    assert len(domains) == 3
