@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "eager", "compile", "cudagraph", "onnxruntime", "tensorrt")
 ONNX_BACKENDS = ("onnxruntime", "tensorrt")
+# backends that compile or capture the network for each channel order of the frames anew
+# (it is an argument of the traced preprocessing); the others run any order warm
+PER_CHANNEL_ORDER = ("compile", "cudagraph")
 # Next best path for each request.
 FALLBACKS: dict[str, tuple[str, ...]] = {
     "eager": ("eager",),

@@ -19,6 +19,7 @@ import torch
 from rclpy.logging import LoggingSeverity
 
 from ..common.pinhole import CameraError, PinholeK
+from ..inference.backends import PER_CHANNEL_ORDER
 from ..inference.batch import predict_frames
 from ..inference.points import PointsOptions
 from ..inference.predictor import POINTS, Prediction, load_predictor
@@ -41,8 +42,6 @@ OUTPUTS_TO_WARM = tuple(spec.name for spec in OUTPUT_SPECS)
 # the channel orders frames come in, by transport: a JPEG or PNG is always OpenCV's BGR, a raw
 # frame mostly rgb8 or bgr8 (rgba8, bgra8 and mono8 cameras capture on their first frame)
 WARMUP_CHANNELS = {"compressed": ("bgr",), "raw": ("rgb", "bgr")}
-# backends that compile or capture each channel order anew; the others run any order warm
-PER_ORDER_BACKENDS = ("compile", "cudagraph")
 
 
 @dataclass
@@ -136,7 +135,7 @@ def warmup_channels(transport: str, backend: str) -> tuple[str, ...]:
     """The channel orders to warm up: every order the transport usually brings where the
     backend compiles or captures each anew, else the first (the network runs any order)."""
     orders = WARMUP_CHANNELS[transport]
-    return orders if backend in PER_ORDER_BACKENDS else orders[:1]
+    return orders if backend in PER_CHANNEL_ORDER else orders[:1]
 
 
 def frame_failed(run: Running, error: Exception, logger: Any) -> None:

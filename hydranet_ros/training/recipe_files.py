@@ -14,9 +14,8 @@ import os
 from pathlib import Path
 
 from ..inference.weights import WeightsError
-from ..model import build_encoder
 from .config import Config, ConfigError
-from .tasks.encoder_files import load_into, read_encoder_file
+from .tasks.encoder_files import encoder_from_file
 
 TEACHER = "teacher"  # the extra_train_sets kind of a teacher-labelled recording
 
@@ -54,10 +53,10 @@ def check_encoder_file(config: Config) -> None:
     """Read ``model.encoder_weights`` and fit it to ``model.backbone``'s encoder, as building the
     model will (a second or two for a ``.tflite``, which is converted); WeightsError naming the
     recipe key and the file when it is not such an encoder."""
-    path, backbone = config["model"]["encoder_weights"], config["model"]["backbone"]
+    path = config["model"]["encoder_weights"]
     if not path:
         return
     try:
-        load_into(build_encoder(backbone), read_encoder_file(path), backbone, str(path))
+        encoder_from_file(path, config["model"]["backbone"])
     except WeightsError as error:
         raise WeightsError(f"model.encoder_weights: {error}") from None

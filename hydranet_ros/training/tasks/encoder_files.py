@@ -147,6 +147,15 @@ def load_encoder_state(path: str | Path, backbone: str = "mobilenet_v2") -> dict
     return encoder_names(read_encoder_file(path), build_encoder(backbone).state_dict(), backbone)[0]
 
 
+def encoder_from_file(path: str | Path, backbone: str) -> tuple[nn.Module, str]:
+    """A ``backbone`` encoder loaded from the file ``path`` (``model.encoder_weights``) and the
+    report line; WeightsError naming the file when it is not such an encoder."""
+    from ...model import build_encoder
+
+    encoder = build_encoder(backbone)
+    return encoder, load_into(encoder, read_encoder_file(path), backbone, str(path))
+
+
 def load_into(encoder: nn.Module, tensors: Mapping[str, torch.Tensor], backbone: str, source: str) -> str:
     """Load ``tensors`` (a file's, any naming) into ``encoder``; returns the report line.
     WeightsError naming ``source`` when they do not fit."""

@@ -16,7 +16,7 @@ from ...model import build_encoder
 from ...model.reference_checkpoint import read_reference_checkpoint
 from ..config import Config
 from ..tasks import PROG, TrainingError
-from .encoder_files import imagenet_file, load_into, read_encoder_file, torchvision_imagenet
+from .encoder_files import encoder_from_file, imagenet_file, load_into, torchvision_imagenet
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -56,20 +56,18 @@ def initial_encoder(config: Config) -> tuple[nn.Module | None, str]:
     ``init.on_missing_weights``."""
     backbone, path = config["model"]["backbone"], config["model"]["encoder_weights"]
     if path:
-        tensors, source = read_encoder_file(path), str(path)
-        description = f"{backbone} encoder from {Path(path).name}"
-    elif config["init"]["imagenet"]:
-        try:
-            tensors, name = torchvision_imagenet(backbone)
-        except Exception as exc:  # urllib, hash and unpickling errors all mean "not available"
-            return missing_imagenet(backbone, exc, config["init"]["on_missing_weights"]), "scratch"
-        source = f"torchvision's ImageNet {name}"
-        description = f"ImageNet {backbone} encoder (torchvision {name})"
-    else:
+        encoder, report = encoder_from_file(path, backbone)
+        print(f"{PROG}: {report}")
+        return encoder, f"{backbone} encoder from {Path(path).name}"
+    if not config["init"]["imagenet"]:
         return None, "scratch"
-    encoder = build_encoder(backbone)
+    try:
+        tensors, name = torchvision_imagenet(backbone)
+    except Exception as exc:  # urllib, hash and unpickling errors all mean "not available"
+        return missing_imagenet(backbone, exc, config["init"]["on_missing_weights"]), "scratch"
+    encoder, source = build_encoder(backbone), f"torchvision's ImageNet {name}"
     print(f"{PROG}: {load_into(encoder, tensors, backbone, source)}")
-    return encoder, description
+    return encoder, f"ImageNet {backbone} encoder (torchvision {name})"
 
 
 def missing_imagenet(backbone: str, error: BaseException, on_missing: str) -> None:
